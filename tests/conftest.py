@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from losstools import data, models
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_classification(n=12, d=3, c=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randint(0, c, (n,), generator=g)
+
+
+def tiny_regression(n=12, d=3, k=2, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, k, generator=g, dtype=dtype)
+
+
+def tiny_mlp(sizes=(3, 4, 3), activation="tanh", seed=0):
+    return models.mlp(list(sizes), activation=activation, seed=seed).double()
+
+
+@pytest.fixture(scope="session")
+def digits64():
+    return data.digits().to(dtype=torch.float64)
