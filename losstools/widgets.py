@@ -35,7 +35,7 @@ DIRECTION_LABELS = {
 CURVATURE_LABELS = {"Hessian": "hessian", "GGN": "ggn", "Hessian diagonal": "hessian_diag", "GGN diagonal": "ggn_diag"}
 
 
-def toy_checkpoints(seed: int = 0, hidden: int = 16, early_epochs: int = 3, epochs: int = 300) -> dict[str, Objective]:
+def toy_checkpoints(seed: int = 0, hidden: int = 16, early_epochs: int = 3, epochs: int = 150) -> dict[str, Objective]:
     """A 2-``hidden``-``hidden``-3 tanh MLP on the spirals data (float64), as Objectives of the training loss
     at two checkpoints: ``"early"`` (after ``early_epochs`` epochs: large gradient) and ``"converged"``."""
     ds = data.spirals(seed=seed).to(dtype=torch.float64)
