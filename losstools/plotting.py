@@ -87,6 +87,7 @@ def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title:
     all); ``marks`` labelled vertical lines, e.g. ``{"full pruning step": 3.2}``. The y range follows the
     actual curve (models that leave it are clipped: that is where they fail).
     """
+    own = ax is None
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4))
     order = np.argsort(profile.steps, kind="stable")
     t, actual = profile.steps[order], profile.actual[order]
@@ -107,6 +108,8 @@ def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title:
     ax.set_ylabel("ΔL = L(θ₀ + t d) − L(θ₀)")
     ax.set_title(title or f"loss along the direction (C = {profile.curvature_name})")
     ax.legend(fontsize=7, loc="upper center")  # a fixed place: loc="best" costs more than the whole plot
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -118,6 +121,7 @@ def taylor_error(profile, models: Sequence[str] | None = None, ax=None, slopes: 
     slope k is anchored at the smallest step of the model whose error should scale like |t|^k
     (``linear`` for 2, ``quadratic`` for 3), a factor 3 below it.
     """
+    own = ax is None
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4))
     side = profile.steps > 0 if np.any(profile.steps > 0) else profile.steps < 0
     order = np.argsort(np.abs(profile.steps[side]))
@@ -149,6 +153,8 @@ def taylor_error(profile, models: Sequence[str] | None = None, ax=None, slopes: 
     ax.set_ylabel("|model − actual|")
     ax.set_title(title or "error of each model")
     ax.legend(fontsize=7, loc="lower right")
+    if own:
+        fig.tight_layout()
     return fig
 
 

@@ -101,3 +101,22 @@ def test_check_names_the_mistake():
     for answer, ok, phrase in cases:
         feedback = checks.check_quadratic_prediction(answer, obj, s)
         assert bool(feedback) is ok and phrase in repr(feedback)
+
+
+def test_demo_taylor_writes_figures_and_fitted_orders(tmp_path):
+    from types import SimpleNamespace
+
+    from losstools.__main__ import demo_taylor
+
+    X, y = tiny_classification(n=20)
+    obj = lt.Objective(tiny_mlp(), nn.CrossEntropyLoss(), (X, y))
+    logged = []
+    demo_taylor(SimpleNamespace(seed=0), tmp_path, logged.append, {"objective": obj, "hessian": lt.hessian(obj)})
+    for name in ("gradient", "random", "pruning", "error"):
+        assert (tmp_path / f"taylor_{name}.png").stat().st_size > 1000
+    text = (tmp_path / "taylor.txt").read_text()
+    for name in ("gradient", "random", "pruning"):
+        line = next(l for l in text.splitlines() if l.startswith(name))
+        orders = dict(part.split() for part in line.split("orders: ")[1].split(", "))
+        assert abs(float(orders["linear"]) - 2) < 0.1 and abs(float(orders["quadratic"]) - 3) < 0.1
+    assert len(logged) == 4
