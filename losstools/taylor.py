@@ -180,6 +180,7 @@ class TaylorProfile:
     curvature: float
     diagonal_curvature: float
     curvature_name: str
+    eps: float  # machine epsilon of the Objective's dtype: sets the round-off level of actual
     direction: torch.Tensor = field(repr=False)
     theta0: torch.Tensor = field(repr=False)
 
@@ -206,11 +207,15 @@ class TaylorProfile:
             raise ValueError(f"model {model!r} is not in this profile; it holds {self.models}")
         return model
 
+    def _round_off(self) -> float:
+        return 1e3 * self.eps * max(abs(self.loss0), np.finfo(float).tiny)
+
     def order(self, model: str, t_max: float | None = None) -> float:
         """The least-squares slope of log |error| against log |t| for small steps.
 
         Uses the steps with 0 < |t| <= ``t_max`` (default: the geometric middle of the smallest and largest
-        |t|, i.e. the lower half of a log-spaced grid) whose error is above round-off (1000 eps |L(theta0)|).
+        |t|, i.e. the lower half of a log-spaced grid) whose error is above round-off (1000 eps |L(theta0)|,
+        eps of the Objective's dtype: in float32 only large steps qualify, use float64 for small ones).
         About k + 1 for a full order-k Taylor model on a smooth loss: 2 for ``linear``, 3 for ``quadratic``.
         """
         err, size = self.abs_error[self._model(model)], np.abs(self.steps)
@@ -219,13 +224,13 @@ class TaylorProfile:
             raise ValueError("the profile has no non-zero step; use e.g. np.logspace(-3, 0, 30) as steps")
         if t_max is None:
             t_max = math.sqrt(size[nonzero].min() * size[nonzero].max())
-        floor = 1e3 * np.finfo(self.actual.dtype).eps * max(abs(self.loss0), np.finfo(float).tiny)
+        floor = self._round_off()
         use = nonzero & (size <= t_max) & (err > floor)
         if use.sum() < 3:
             raise ValueError(
                 f"only {int(use.sum())} steps with 0 < |t| <= {t_max:.3g} have an error of model {model!r} above "
                 f"round-off ({floor:.2g}); the model may be exact along this direction, or use more (log-spaced) "
-                "steps, larger steps, or float64"
+                "steps, larger steps, or float64 (model.double(), data.to(dtype=torch.float64))"
             )
         return float(np.polyfit(np.log(size[use]), np.log(err[use]), 1)[0])
 
@@ -252,8 +257,7 @@ class TaylorProfile:
             try:
                 fitted = f"{self.order(m):7.2f}"
             except ValueError:
-                fitted = "  exact" if self.abs_error[m].max() <= 1e3 * np.finfo(float).eps * max(abs(self.loss0), 1) \
-                    else "    n/a"
+                fitted = "  exact" if self.abs_error[m].max() <= self._round_off() else "    n/a"
             lines.append(f"{m:10s} {fitted} {self.trust_radius(m, tol):13.4g}")
         return "\n".join(lines)
 
@@ -278,6 +282,7 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
     of T finite step sizes; ``models`` a subset of :data:`MODELS`; ``curvature`` see the module docstring;
     ``theta`` the expansion point (default: the Objective's parameters). Costs one gradient, one C v
     (quadratic, obd), diag(C) (diagonal; cached in a :class:`Curvature` you pass in) and T loss evaluations.
+    Small steps need float64: in float32 the round-off of the loss (~1e-7 |L|) hides errors below it.
     """
     chosen = _check_models(models)
     t0 = obj._theta_or_default(theta)
@@ -294,7 +299,8 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
         steps=steps_np, actual=losses[1:] - losses[0],
         predicted=predictions(steps_np, slope, curv, diag_curv, chosen), loss0=float(losses[0]),
         slope=slope, curvature=curv, diagonal_curvature=diag_curv,
-        curvature_name=C.name if C is not None else "none", direction=d, theta0=t0,
+        curvature_name=C.name if C is not None else "none", eps=float(torch.finfo(obj.dtype).eps),
+        direction=d, theta0=t0,
     )
 
 

@@ -255,6 +255,14 @@ def test_bad_input_gets_a_clear_error(call, message):
         call(tanh_classifier(0))
 
 
+def test_float32_round_off_is_reported_not_fitted():
+    X, y = tiny_classification(n=20, dtype=torch.float32)
+    obj = lt.Objective(tiny_mlp().float(), nn.CrossEntropyLoss(), (X, y))
+    p = taylor.profile(obj, directions.gradient(obj), np.geomspace(1e-4, 1e-2, 20))
+    with pytest.raises(ValueError, match="round-off.*float64"):
+        p.order("quadratic")
+
+
 def test_pruning_needs_weights_in_the_objective():
     X, y = tiny_classification()
     obj = lt.Objective(tiny_mlp(), nn.CrossEntropyLoss(), (X, y), params=r"bias")
