@@ -76,8 +76,9 @@ class TaylorExplorer:
     """Loss along a direction versus the Taylor models, with controls; see :func:`taylor_explorer`.
 
     Attributes: ``widget`` (display it), ``update()`` (redraw now; returns the Figure), ``figure`` (the
-    current Figure), ``profile`` (the current :class:`~losstools.taylor.TaylorProfile`), ``label`` (a Label
-    with the numbers), ``controls`` (the widgets by name), ``last_seconds`` (time of the last redraw).
+    current Figure), ``profile`` (the current :class:`~losstools.taylor.TaylorProfile`), ``label`` (a Label:
+    actual and predicted ΔL at t = step range), ``orders`` (a Label: g.d and the fitted orders), ``controls``
+    (the widgets by name), ``last_seconds`` (wall time of the last redraw).
     """
 
     def __init__(self, checkpoints: dict[str, Objective], t_max: float = 2.0, sparsity: float = 0.5,
@@ -97,14 +98,14 @@ class TaylorExplorer:
             "models": W.SelectMultiple(options=list(taylor.MODELS), value=list(taylor.MODELS), rows=4,
                                        description="models"),
         }
-        self.label = W.Label()
+        self.label, self.orders = W.Label(), W.Label()
         self.output = W.Output()
         c = self.controls
         self.widget = W.VBox([
             W.HBox([c["direction"], c["curvature"]]),
             W.HBox([c["step_range"], c["sparsity"]]),
             W.HBox([c["state"], c["models"]]),
-            self.label, self.output,
+            self.label, self.orders, self.output,
         ])
         for control in c.values():
             control.observe(self.update, names="value")
@@ -140,11 +141,12 @@ class TaylorExplorer:
         title = f"{c['direction'].value}, {c['state'].value} network"
         plotting.taylor_overview(p, chosen, marks, title, fig=self.figure)
         self._show()
-        self.label.value = self._summary(p, t_max)
+        self.label.value, self.orders.value = self._summary(p, t_max)
         self.last_seconds = time.perf_counter() - start
         return self.figure
 
-    def _summary(self, p: taylor.TaylorProfile, t_max: float) -> str:
+    @staticmethod
+    def _summary(p: taylor.TaylorProfile, t_max: float) -> tuple[str, str]:
         at = int(np.argmax(p.steps == t_max))
         parts = [f"t = {t_max:.2f}: actual ΔL = {p.actual[at]:.4g}"]
         parts += [f"{m} {p.predicted[m][at]:.4g}" for m in p.models]
@@ -154,7 +156,7 @@ class TaylorExplorer:
                 orders.append(f"{m} {p.order(m):.2f}")
             except ValueError:
                 orders.append(f"{m} n/a")
-        return f"{', '.join(parts)} | g·d = {p.slope:.3g} | fitted orders: {', '.join(orders)}"
+        return ", ".join(parts), f"g·d = {p.slope:.3g}; fitted orders of the error: {', '.join(orders)}"
 
     def _show(self) -> None:
         buffer = io.BytesIO()

@@ -46,6 +46,7 @@ def test_explorer_builds_and_updates_without_a_display(explorer):
     first_png, first_label = png(explorer), explorer.label.value
     first_y = explorer.figure.axes[0].lines[0].get_ydata().copy()
     assert first_label.startswith("t = 2.00: actual ΔL = ")
+    assert explorer.orders.value.startswith("g·d = ") and "fitted orders of the error: linear 2." in explorer.orders.value
     explorer.controls["step_range"].value = 1.0                     # the observer redraws
     assert png(explorer) != first_png
     assert explorer.label.value.startswith("t = 1.00: actual ΔL = ") and explorer.label.value != first_label
