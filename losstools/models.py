@@ -85,6 +85,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     batch = len(X) if batch_size is None else min(batch_size, len(X))
     history: dict[str, list[float]] = {"train": [], "val": []}
+    was_training = model.training
     model.train()
     bar = tqdm(range(epochs), desc="training", disable=not progress, leave=False)
     for _ in bar:
@@ -101,8 +102,10 @@ def train(
             total += loss.item() * len(idx)
         history["train"].append(total / len(X))
         if dataset is not None:
+            model.eval()
             with torch.no_grad():
                 history["val"].append(loss_fn(model(dataset.val[0]), dataset.val[1]).item())
+            model.train()
         bar.set_postfix(loss=f"{history['train'][-1]:.4f}")
-    model.eval()
+    model.train(was_training)
     return history
