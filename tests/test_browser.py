@@ -59,6 +59,10 @@ def jupyter_lab(tmp_path_factory):
         pytest.skip(f"{NOTEBOOK} does not exist (yet): nothing to open in the browser")
     root, config = tmp_path_factory.mktemp("lab"), tmp_path_factory.mktemp("jupyter-config")
     token = secrets.token_hex(16)
+    # render every cell (JupyterLab 4 windowing leaves the prompts of off-screen cells empty)
+    tracker = config / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTERLAB_SETTINGS_DIR": str(config / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(config / "workspaces"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -187,7 +191,8 @@ def test_explorer_slider_replots_in_jupyterlab(page: Page, jupyter_lab, lab_note
 
         expect(readout).not_to_have_text(value)
         page.wait_for_function(IMAGE_CHANGED, arg=figure)  # the Output widget shows a new figure
-        page.wait_for_function(LABELS_CHANGED, arg=labels)  # and a Label shows a new number
+        page.wait_for_function(LABELS_CHANGED, arg=labels)  # and a Label shows new numbers,
+        expect(page.locator(".widget-label", has_text=readout.inner_text()).first).to_be_visible()  # for the new value
         page.wait_for_function(KERNEL_READY)
         slider.scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / f"{NOTEBOOK.stem}.png"))
