@@ -349,9 +349,10 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
                     "r_i = |-g_i theta_i + 1/2 d_i theta_i^2| + 1/2 lambda theta_i^2."),
         ]
     if criterion in ("qm", "obd"):
-        mistakes += [Mistake(saliency(g, hessian_diag(obj), theta, lam),
-                             "you used the diagonal of the Hessian; these criteria use the diagonal of the GGN "
-                             "(the Fisher), d = losstools.ggn(obj).diagonal().")]
+        h = hessian_diag(obj)
+        mistakes += [Mistake(value, "you used the diagonal of the Hessian; these criteria use the diagonal of the GGN "
+                                    "(the Fisher), d = losstools.ggn(obj).diagonal().")
+                     for value in (saliency(g, h, theta, lam), -g * theta + 0.5 * h * theta**2 + penalty)]
     if criterion == "obd":
         mistakes += [Mistake(saliency(obj.grad(), d, theta, lam), "you kept the gradient term: OBD assumes a "
                                                                   "minimum, g = 0.")]
@@ -367,6 +368,7 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
         except KeyError as err:
             return Feedback(False, f"your dict of saliencies misses parameter tensors: {err}")
     return compare(what, r, expected, reference=f"the {criterion.upper()} formula", mistakes=tuple(mistakes),
+                   num_examples=obj.num_examples,
                    hint="r_i = |-g_i theta_i + 1/2 d_i theta_i^2| + 1/2 lambda theta_i^2; see the table above.")
 
 
