@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import torch
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..objective import Objective
 from . import linear_chain as structured
@@ -63,20 +63,25 @@ def _basis_chunks(size: int, chunk: int, like: torch.Tensor) -> Iterator[tuple[i
 
 
 def _column_block_fn(obj: Objective, theta: torch.Tensor, j: int, last: int | None, X, y) -> Callable:
-    """A function E (k, P_j) -> H[rows of tensors j..last, columns of E] as (k, rows) for one batch."""
-    params = list(theta.split(obj.sizes))
+    """A function E (k, P_j) -> H[rows of tensors j..last, columns of E] as (k, rows) for one batch.
+
+    The model gets its tensors as a dict (no concatenation into a flat vector): tensors before j then
+    carry no tangent, so forward-mode skips their tangent arithmetic instead of multiplying zeros.
+    """
+    names, shapes = obj.names, obj.shapes
+    params = [p.view(s) for p, s in zip(theta.split(obj.sizes), shapes)]
     stop = len(params) if last is None else last + 1
 
     def loss_of(w_j, later):
-        flat = torch.cat([*params[:j], w_j, *later, *params[stop:]])
-        return obj.batch_loss(flat, X, y)
+        tensors = {**obj._fixed, **dict(zip(names, params)), names[j]: w_j, **dict(zip(names[j + 1 : stop], later))}
+        return obj.loss_fn(functional_call(obj.model, tensors, (X,)), y)
 
     def grad_rows(w_j):
         g_j, g_later = grad(loss_of, argnums=(0, 1))(w_j, tuple(params[j + 1 : stop]))
-        return torch.cat([g_j, *g_later])
+        return torch.cat([g_j.reshape(-1), *(g.reshape(-1) for g in g_later)])
 
     def column(e):
-        return jvp(grad_rows, (params[j],), (e,))[1]
+        return jvp(grad_rows, (params[j],), (e.view(shapes[j]),))[1]
 
     return vmap(column)
 

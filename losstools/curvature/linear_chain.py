@@ -218,7 +218,8 @@ def _symmetric(x: torch.Tensor, M: torch.Tensor, view: torch.Tensor, first: bool
     a <= c only (half the work) and the result is exactly symmetric."""
     n, O, _ = M.shape
     ia, ic = torch.triu_indices(x.shape[1], x.shape[1], device=x.device)
-    G = ((x[:, ia] * x[:, ic]).T @ M.reshape(n, -1)).view(-1, O, O)  # (pair, b, d)
+    A = x.index_select(1, ia) * x.index_select(1, ic)  # (n, pairs)
+    G = (A.T @ M.reshape(n, -1)).view(-1, O, O)  # (pair, b, d)
     if first:
         view[:, ia, :, ic] = G
     else:
