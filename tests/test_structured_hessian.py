@@ -110,3 +110,13 @@ def test_float32_structured_close_to_float64():
     H64 = lt.hessian(lt.Objective(net.double(), nn.CrossEntropyLoss(), (X, y)))
     assert H32.dtype == torch.float32
     torch.testing.assert_close(H32.double(), H64, rtol=1e-4, atol=1e-6)
+
+
+def test_too_many_outputs_for_the_head_falls_back(monkeypatch):
+    from losstools.curvature import linear_chain as module
+
+    X, y = tiny_regression(n=5, k=3)
+    obj = lt.Objective(tiny_mlp((3, 4, 3)), nn.MSELoss(), (X, y))
+    monkeypatch.setattr(module, "_HEAD_BYTES", 5 * 3**2 * 8 - 1)  # one byte short of (N, C, C) float64
+    assert linear_chain(obj) is None
+    torch.testing.assert_close(lt.hessian(obj), oracle(obj), **TOL)
