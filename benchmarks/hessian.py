@@ -214,6 +214,36 @@ def matmul_gflops() -> float:
 
 
 # ----------------------------------------------------------------------------- the table
+def markdown(rows: list[dict]) -> str:
+    """A saved run as a Markdown table: a column per case, a row per method (seconds, peak MB), then
+    losstools' speed-ups, its agreement with the float64 reference and the P-HVP bound."""
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    res = {c: {r["method"]: r for r in rows if r["case"] == c} for c in cases}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def cell(r):
+        return r.get("error", "?") if "error" in r else f"{r['time']:.3g} s, {r['peak_mb']:,.0f} MB"
+
+    def speedup(c, against):
+        times = [r["time"] for m, r in res[c].items() if against(m) and "error" not in r]
+        return f"{min(times) / res[c]['losstools']['time']:.1f}x" if times else "-"
+
+    lines = ["| P = | " + " | ".join(f"{res[c]['losstools']['P']:,}" for c in cases) + " |",
+             "|---" + "|---:" * len(cases) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(res[c][m]) if m in res[c] else "-" for c in cases) + " |" for m in methods]
+    lines.append("| **losstools faster than the best other** | "
+                 + " | ".join(speedup(c, lambda m: not m.startswith("losstools")) for c in cases) + " |")
+    lines.append("| **losstools faster than torch.func.hessian** | "
+                 + " | ".join(speedup(c, lambda m: m == "torch.func.hessian") for c in cases) + " |")
+    lines.append("| losstools max abs error / max abs H | "
+                 + " | ".join(f"{res[c]['losstools'].get('err', float('nan')):.1e}" for c in cases) + " |")
+    lines.append("| P HVPs at peak matmul speed (bound) | "
+                 + " | ".join(f"{res[c]['losstools']['bound_s']:.2f} s" for c in cases) + " |")
+    lines.append("| losstools time / bound | "
+                 + " | ".join(f"{res[c]['losstools']['time'] / res[c]['losstools']['bound_s']:.2f}" for c in cases) + " |")
+    return "\n".join(lines)
+
+
 def summary(results: dict, bound: float) -> str:
     """One line: losstools against the best alternative, torch.func.hessian and the P-HVP bound."""
     ours = results["losstools"]
@@ -238,12 +268,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per method; the minimum is shown")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before one method is given up")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print a saved run (--json) as a Markdown table")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.reference, args.save)))
+        return []
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
         return []
 
     cases = args.cases or (list(QUICK_CASES) if args.quick else list(CASES))
@@ -276,7 +310,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             base = results.get("losstools", {}).get("time")
             fh = results.get("torch.func.hessian", {}).get("time")
             for method, r in results.items():
-                row = {"case": case, "P": P, "method": method, "bound_s": bound, "hvp_mflop": flops / 1e6, **r}
+                row = {"case": case, "P": P, "method": method, "bound_s": bound, "hvp_mflop": flops / 1e6,
+                       "losstools_gflop": own / 1e9, "matmul_gflops": speed, **r}
                 rows.append(row)
                 if "error" in r:
                     print(f"  {method:<24}  {r['error']}")

@@ -120,3 +120,12 @@ def test_too_many_outputs_for_the_head_falls_back(monkeypatch):
     monkeypatch.setattr(module, "_HEAD_BYTES", 5 * 3**2 * 8 - 1)  # one byte short of (N, C, C) float64
     assert linear_chain(obj) is None
     torch.testing.assert_close(lt.hessian(obj), oracle(obj), **TOL)
+
+
+def test_explicit_theta_is_used():
+    X, y = tiny_classification(n=8, c=3)
+    obj = lt.Objective(tiny_mlp((3, 4, 3), "tanh"), nn.CrossEntropyLoss(), (X, y))
+    theta = obj.theta + 0.3 * torch.randn(obj.num_params, dtype=torch.float64)
+    expected = torch.func.hessian(lambda t: obj.batch_loss(t, X, y))(theta)
+    torch.testing.assert_close(lt.hessian(obj, theta), expected, **TOL)
+    torch.testing.assert_close(lt.hessian_diag(obj, theta), expected.diag(), **TOL)
