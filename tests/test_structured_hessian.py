@@ -57,7 +57,8 @@ def test_uneven_batches_and_example_chunks():
     obj = lt.Objective(tiny_mlp((3, 4, 4, 3), "tanh"), nn.CrossEntropyLoss(), batches)
     for chunk in (None, 1, 2):
         check_all(obj, chunk_size=chunk)
-    torch.testing.assert_close(lt.hessian(obj), lt.hessian(lt.Objective(obj.model, nn.CrossEntropyLoss(), (X, y))), **TOL)
+    whole = lt.Objective(obj.model, nn.CrossEntropyLoss(), (X, y))
+    torch.testing.assert_close(lt.hessian(obj), lt.hessian(whole), **TOL)
 
 
 def test_weighted_label_smoothed_cross_entropy_per_batch():
@@ -85,7 +86,8 @@ def test_other_models_use_the_generic_path_and_stay_exact():
     for obj in (lt.Objective(softmax, nn.CrossEntropyLoss(), (X, y)), custom_loss, unsequenced):
         assert linear_chain(obj) is None
         torch.testing.assert_close(lt.hessian(obj), oracle(obj), **TOL)
-    sequence = lt.Objective(tiny_mlp(), nn.MSELoss(), (X.view(6, 1, 3).expand(6, 2, 3), X.view(6, 1, 3).expand(6, 2, 3)))
+    X3 = X.view(6, 1, 3).expand(6, 2, 3)
+    sequence = lt.Objective(tiny_mlp(), nn.MSELoss(), (X3, X3))
     assert linear_chain(sequence) is None  # Linear over a (N, T, features) input: not per-example rows
 
 

@@ -9,9 +9,10 @@ structured formulas of :mod:`.linear_chain` (curvature backpropagated per exampl
 large matrix products). Every other model uses the generic path below.
 
 The generic path assembles the Hessian from batched Hessian-vector products (``vmap`` over
-forward-over-reverse products on chunks of basis vectors). Column block j (the basis vectors of parameter tensor j)
-differentiates only with respect to tensors j, j+1, ...: forward tangents start at tensor j and the
-backward pass stops there; the remaining blocks follow from symmetry. Cost: P Hessian-vector products
+forward-over-reverse products on chunks of basis vectors). Column block j (the basis vectors of
+parameter tensor j) differentiates only with respect to tensors j, j+1, ...: forward tangents start at
+tensor j (the model gets its tensors as a dict, so earlier ones carry no tangent) and the backward pass
+stops there; the remaining blocks follow from symmetry. Cost: P Hessian-vector products
 at most (fewer when later tensors sit later in the network); memory: one chunk of tangents.
 """
 from __future__ import annotations

@@ -261,7 +261,8 @@ def dense_hessian(chain: LinearChain, theta: torch.Tensor, out: torch.Tensor, ch
                 O_m = ch.Ws[m].shape[0]
                 G = _cross(x_l, ch.xs[m], ch.M[m] @ T)
                 if m == l + 1:  # residual, diagonal in (b, c): [a, d, b]
-                    res = (x_l.T @ (ch.deltas[m].unsqueeze(2) * ch.d1[l].unsqueeze(1)).reshape(n, -1)).view(-1, O_m, O_l)
+                    E = (ch.deltas[m].unsqueeze(2) * ch.d1[l].unsqueeze(1)).reshape(n, -1)
+                    res = (x_l.T @ E).view(-1, O_m, O_l)
                 else:  # residual [b, a, d, c]
                     B = (x_l.unsqueeze(2) * ch.deltas[m].unsqueeze(1)).reshape(n, -1)
                     res = (B.T @ R.reshape(n, -1)).view(x_l.shape[1], O_m, -1, O_l).permute(3, 0, 1, 2)
