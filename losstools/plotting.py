@@ -79,6 +79,103 @@ TAYLOR_STYLES = {  # model -> (colour, line style, legend label)
 }
 
 
+class _ProfilePanel:
+    """The loss along the direction with the models overlaid, drawn on ``ax``; :meth:`draw` can be called
+    again with a new profile and updates the same artists (fast: no new axes, ticks or lines)."""
+
+    def __init__(self, ax):
+        self.ax = ax
+        self.actual, = ax.plot([], [], color="k", lw=2, label="actual ΔL(t)")
+        self.lines = {m: ax.plot([], [], color=c, ls=ls, lw=1.6, label=label)[0]
+                      for m, (c, ls, label) in TAYLOR_STYLES.items()}
+        self.marks: list = []
+        ax.axhline(0, color="0.6", lw=0.5)
+        ax.locator_params(nbins=6)  # few ticks: each one costs time when an explorer redraws
+        ax.set_xlabel("step size t")
+        ax.set_ylabel("ΔL = L(θ₀ + t d) − L(θ₀)")
+
+    def draw(self, profile, models=None, title=None, marks=None) -> None:
+        ax, shown = self.ax, profile.models if models is None else list(models)
+        order = np.argsort(profile.steps, kind="stable")
+        t, actual = profile.steps[order], profile.actual[order]
+        self.actual.set_data(t, actual)
+        for m, line in self.lines.items():
+            line.set_visible(m in shown)
+            if m in shown:
+                line.set_data(t, profile.predicted[m][order])
+        span = float(t[-1] - t[0]) or 1.0
+        ax.set_xlim(t[0] - 0.05 * span, t[-1] + 0.05 * span)
+        low, high = float(actual.min()), float(actual.max())
+        pad = 0.15 * (high - low) or 1e-3 * max(abs(low), 1.0)
+        ax.set_ylim(low - pad, high + pad)
+        marks = list((marks or {}).items())
+        while len(self.marks) < len(marks):
+            i = len(self.marks)
+            self.marks.append((ax.axvline(0, color="0.4", lw=1, ls=(0, (1, 2))),
+                               ax.annotate("", (0, 0), xycoords=("data", "axes fraction"), xytext=(3, 4 + 11 * i),
+                                           textcoords="offset points", fontsize=8, color="0.3")))
+        for i, (line, text) in enumerate(self.marks):
+            line.set_visible(i < len(marks))
+            text.set_visible(i < len(marks))
+            if i < len(marks):
+                line.set_xdata([marks[i][1]] * 2)
+                text.xy = (marks[i][1], 0)
+                text.set_text(marks[i][0])
+        ax.set_title(title or f"loss along the direction (C = {profile.curvature_name})")
+        visible = [self.actual] + [self.lines[m] for m in TAYLOR_STYLES if m in shown]
+        ax.legend(handles=visible, fontsize=7, loc="upper center")  # fixed place: "best" costs more than the plot
+
+
+class _ErrorPanel:
+    """|model − actual| against |t| on log-log axes with reference slopes, drawn on ``ax``; :meth:`draw`
+    can be called again with a new profile and updates the same artists."""
+
+    def __init__(self, ax, slopes: Sequence[int] = (2, 3)):
+        self.ax, self.slopes = ax, list(slopes)
+        self.lines = {m: ax.plot([], [], color=c, ls="-", marker=".", ms=3, lw=1.2, label=m)[0]
+                      for m, (c, _, _) in TAYLOR_STYLES.items()}
+        self.references = {k: ax.plot([], [], color="0.45", ls=dashes, lw=1, label=f"slope {k}")[0]
+                           for k, dashes in zip(self.slopes, ["--", ":", "-.", (0, (5, 1, 1, 1))])}
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain labels: LogFormatterSciNotation's mathtext is slow to redraw
+            axis.set_major_locator(LogLocator(numticks=6))
+            axis.set_major_formatter(LogFormatter())
+            axis.set_minor_locator(NullLocator())
+        ax.set_xlabel("|t|")
+        ax.set_ylabel("|model − actual|")
+
+    def draw(self, profile, models=None, title=None) -> None:
+        ax, shown = self.ax, profile.models if models is None else list(models)
+        side = profile.steps > 0 if np.any(profile.steps > 0) else profile.steps < 0
+        order = np.argsort(np.abs(profile.steps[side]))
+        size = np.abs(profile.steps[side])[order]
+        errors = {m: profile.abs_error[m][side][order] for m in shown}
+        for m, line in self.lines.items():
+            line.set_visible(m in shown)
+            if m in shown:
+                keep = errors[m] > 0
+                line.set_data(size[keep], errors[m][keep])
+        anchors = {2: "linear", 3: "quadratic"}
+        for k, line in self.references.items():
+            ref = anchors.get(k) if anchors.get(k) in profile.predicted else (shown[0] if shown else None)
+            err = profile.abs_error[ref][side][order] if ref is not None else np.zeros(0)
+            usable = np.flatnonzero(err > 0)
+            line.set_visible(len(usable) > 0)
+            if len(usable):
+                i = usable[0]
+                line.set_data(size, err[i] / 3 * (size / size[i]) ** k)
+        positive = np.concatenate([e[e > 0] for e in errors.values()] + [np.zeros(0)])
+        if len(size):
+            ax.set_xlim(size[0] / 1.4, size[-1] * 1.4)
+        if len(positive):  # the data, not the reference lines, set the range
+            high = positive.max()
+            ax.set_ylim(max(positive.min(), high * 1e-17) / 10, high * 10)
+        ax.set_title(title or "error of each model")
+        visible = [line for line in [*self.lines.values(), *self.references.values()] if line.get_visible()]
+        ax.legend(handles=visible, fontsize=7, loc="lower right")
+
+
 def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title: str | None = None,
                    marks: dict[str, float] | None = None) -> Figure:
     """The actual change of the loss along the direction (black) with each model's prediction overlaid.
@@ -87,85 +184,46 @@ def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title:
     all); ``marks`` labelled vertical lines, e.g. ``{"full pruning step": 3.2}``. The y range follows the
     actual curve (models that leave it are clipped: that is where they fail).
     """
-    own = ax is None
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4))
-    order = np.argsort(profile.steps, kind="stable")
-    t, actual = profile.steps[order], profile.actual[order]
-    ax.plot(t, actual, color="k", lw=2, label="actual ΔL(t)")
-    for m in profile.models if models is None else models:
-        colour, style, label = TAYLOR_STYLES[m]
-        ax.plot(t, profile.predicted[m][order], color=colour, ls=style, lw=1.6, label=label)
-    low, high = float(actual.min()), float(actual.max())
-    pad = 0.15 * (high - low) or 1e-3 * max(abs(low), 1.0)
-    ax.set_ylim(low - pad, high + pad)
-    for i, (name, where) in enumerate((marks or {}).items()):
-        ax.axvline(where, color="0.4", lw=1, ls=(0, (1, 2)))
-        ax.annotate(name, (where, 1), xycoords=("data", "axes fraction"), xytext=(3, -12 - 11 * i),
-                    textcoords="offset points", fontsize=8, color="0.3")
-    ax.axhline(0, color="0.6", lw=0.5)
-    ax.locator_params(nbins=6)  # few ticks: each one costs time when an explorer redraws
-    ax.set_xlabel("step size t")
-    ax.set_ylabel("ΔL = L(θ₀ + t d) − L(θ₀)")
-    ax.set_title(title or f"loss along the direction (C = {profile.curvature_name})")
-    ax.legend(fontsize=7, loc="upper center")  # a fixed place: loc="best" costs more than the whole plot
-    if own:
-        fig.tight_layout()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4), layout="tight")
+    _ProfilePanel(ax).draw(profile, models, title, marks)
     return fig
 
 
 def taylor_error(profile, models: Sequence[str] | None = None, ax=None, slopes: Sequence[int] = (2, 3),
                  title: str | None = None) -> Figure:
-    """|predicted − actual| against |t| on log-log axes, with grey reference lines of the given ``slopes`` (in the legend).
+    """|predicted − actual| against |t| on log-log axes, with grey reference lines of the given ``slopes``.
 
     Uses the steps t > 0 (the |t| of t < 0 if there are none); zero errors are left out. A reference line of
-    slope k is anchored at the smallest step of the model whose error should scale like |t|^k
-    (``linear`` for 2, ``quadratic`` for 3), a factor 3 below it.
+    slope k (in the legend) is anchored at the smallest step of the model whose error should scale like
+    |t|^k (``linear`` for 2, ``quadratic`` for 3), a factor 3 below it.
     """
-    own = ax is None
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4))
-    side = profile.steps > 0 if np.any(profile.steps > 0) else profile.steps < 0
-    order = np.argsort(np.abs(profile.steps[side]))
-    size = np.abs(profile.steps[side])[order]
-    shown = profile.models if models is None else list(models)
-    for m in shown:
-        colour, style, label = TAYLOR_STYLES[m]
-        err = profile.abs_error[m][side][order]
-        keep = err > 0
-        ax.plot(size[keep], err[keep], color=colour, ls="-", marker=".", ms=3, lw=1.2, label=m)
-    low, high = ax.dataLim.y0, ax.dataLim.y1
-    anchors = {2: "linear", 3: "quadratic"}
-    for k, dashes in zip(slopes, ["--", ":", "-.", (0, (5, 1, 1, 1))]):
-        ref = anchors.get(k) if anchors.get(k) in profile.predicted else (shown[0] if shown else None)
-        err = profile.abs_error[ref][side][order] if ref is not None else np.zeros(0)
-        usable = np.flatnonzero(err > 0)
-        if len(usable):
-            i = usable[0]
-            ax.plot(size, err[i] / 3 * (size / size[i]) ** k, color="0.45", ls=dashes, lw=1, label=f"slope {k}")
-    if np.isfinite(low) and high > 0:
-        ax.set_ylim(max(low, high * 1e-17) / 10, high * 10)   # the data, not the reference lines, set the range
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):  # plain labels: LogFormatterSciNotation's mathtext is slow to redraw
-        axis.set_major_locator(LogLocator(numticks=6))
-        axis.set_major_formatter(LogFormatter())
-        axis.set_minor_locator(NullLocator())
-    ax.set_xlabel("|t|")
-    ax.set_ylabel("|model − actual|")
-    ax.set_title(title or "error of each model")
-    ax.legend(fontsize=7, loc="lower right")
-    if own:
-        fig.tight_layout()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4), layout="tight")
+    _ErrorPanel(ax, slopes).draw(profile, models, title)
     return fig
+
+
+class TaylorOverview:
+    """Side by side: the loss along the direction with the models, and the log-log error plot.
+
+    ``draw(profile, models, marks, title)`` updates the same Figure in place (new data, same axes and
+    artists), which keeps an explorer's redraw fast. Without ``figure``, a ``matplotlib.figure.Figure``
+    that pyplot does not manage is made (nothing is shown unless you display it).
+    """
+
+    def __init__(self, figure: Figure | None = None, figsize=(11, 4), dpi: int = 72):
+        self.figure = Figure(figsize=figsize, dpi=dpi) if figure is None else figure
+        left, right = self.figure.subplots(
+            1, 2, gridspec_kw=dict(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.22))
+        self.panels = _ProfilePanel(left), _ErrorPanel(right)
+
+    def draw(self, profile, models: Sequence[str] | None = None, marks: dict[str, float] | None = None,
+             title: str | None = None) -> Figure:
+        self.panels[0].draw(profile, models, title, marks)
+        self.panels[1].draw(profile, models)
+        return self.figure
 
 
 def taylor_overview(profile, models: Sequence[str] | None = None, marks: dict[str, float] | None = None,
-                    title: str | None = None, fig: Figure | None = None) -> Figure:
-    """Side by side: :func:`taylor_profile` and :func:`taylor_error`. Pass ``fig`` (e.g. a
-    ``matplotlib.figure.Figure()`` not managed by pyplot) to draw into it; it is cleared first."""
-    if fig is None:
-        fig = plt.figure(figsize=(11, 4))
-    fig.clear()
-    left, right = fig.subplots(1, 2, gridspec_kw=dict(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.22))
-    taylor_profile(profile, models, ax=left, title=title, marks=marks)
-    taylor_error(profile, models, ax=right)
-    return fig
+                    title: str | None = None) -> Figure:
+    """:func:`taylor_profile` and :func:`taylor_error` side by side in a new Figure (see :class:`TaylorOverview`)."""
+    return TaylorOverview(plt.figure(figsize=(11, 4))).draw(profile, models, marks, title)

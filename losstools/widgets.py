@@ -109,7 +109,8 @@ class TaylorExplorer:
         ])
         for control in c.values():
             control.observe(self.update, names="value")
-        self.figure = Figure(figsize=(11, 4), dpi=dpi)
+        self._overview = plotting.TaylorOverview(dpi=dpi)
+        self.figure = self._overview.figure
         self.profile: taylor.TaylorProfile | None = None
         self.last_seconds = float("nan")
         self.update()
@@ -139,7 +140,7 @@ class TaylorExplorer:
                                           ck.curvatures[CURVATURE_LABELS[c["curvature"].value]])
         marks = {k: v for k, v in marks.items() if v <= t_max}
         title = f"{c['direction'].value}, {c['state'].value} network"
-        plotting.taylor_overview(p, chosen, marks, title, fig=self.figure)
+        self._overview.draw(p, chosen, marks, title)
         self._show()
         self.label.value, self.orders.value = self._summary(p, t_max)
         self.last_seconds = time.perf_counter() - start

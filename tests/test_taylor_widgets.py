@@ -34,8 +34,10 @@ def test_plots_show_every_model_and_the_reference_slopes():
     assert any(np.allclose(line.get_xdata(), 0.5) for line in fig.axes[0].lines)          # the mark
     np.testing.assert_array_equal(fig.axes[0].lines[1].get_ydata(), p.predicted["linear"])
     fig = plotting.taylor_error(p, ["linear", "quadratic"])
-    assert [line.get_label() for line in fig.axes[0].lines] == ["linear", "quadratic", "slope 2", "slope 3"]
-    ref2 = fig.axes[0].lines[2].get_ydata()
+    visible = [line for line in fig.axes[0].lines if line.get_visible()]
+    assert [line.get_label() for line in visible] == ["linear", "quadratic", "slope 2", "slope 3"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["linear", "quadratic", "slope 2", "slope 3"]
+    ref2 = visible[2].get_ydata()
     assert np.log(ref2[-1] / ref2[0]) / np.log(1e3) == pytest.approx(2.0)
     assert len(plotting.taylor_overview(p).axes) == 2
 
@@ -76,7 +78,13 @@ def test_explorer_uses_the_chosen_curvature_and_marks_the_pruning_step(explorer)
     d = directions.pruning(obj, 0.5)
     assert explorer.profile.curvature == pytest.approx((d @ lt.ggn(obj) @ d).item(), rel=1e-10)
     full = directions.pruning(obj, 0.5, normalize=None).norm().item()
-    assert any(np.allclose(line.get_xdata(), full) for line in explorer.figure.axes[0].lines)
+    assert any(np.allclose(line.get_xdata(), full) for line in explorer.figure.axes[0].lines if line.get_visible())
+    c["direction"].value = "random"                                        # the mark goes away
+    assert not any(np.allclose(line.get_xdata(), full) for line in explorer.figure.axes[0].lines if line.get_visible())
+    hidden = {line.get_label() for line in explorer.figure.axes[0].lines if not line.get_visible()}
+    c["models"].value = ("obd",)
+    assert {line.get_label() for line in explorer.figure.axes[0].lines if not line.get_visible()} - hidden == \
+        {plotting.TAYLOR_STYLES[m][2] for m in ("linear", "quadratic", "diagonal")}
     c["models"].value = ()
     assert explorer.label.value == "select at least one model"
 

@@ -3,10 +3,16 @@
 All matrices are of the **mean** loss (the Objective's convention), shape (P, P), on the device
 and dtype of the model's parameters. Dense results pass the memory guard first.
 
-The Hessian is assembled from batched Hessian-vector products (``vmap`` over forward-over-reverse
-products on chunks of basis vectors). Column block j (the basis vectors of parameter tensor j)
-differentiates only with respect to tensors j, j+1, ...: forward tangents start at tensor j and the
-backward pass stops there; the remaining blocks follow from symmetry. Cost: P Hessian-vector products
+For nets made of Linear layers and elementwise activations with a per-example loss (e.g. every
+``models.mlp`` with cross-entropy or MSE), the Hessian, its diagonal and its blocks come from the exact
+structured formulas of :mod:`.linear_chain` (curvature backpropagated per example, assembled with
+large matrix products). Every other model uses the generic path below.
+
+The generic path assembles the Hessian from batched Hessian-vector products (``vmap`` over
+forward-over-reverse products on chunks of basis vectors). Column block j (the basis vectors of
+parameter tensor j) differentiates only with respect to tensors j, j+1, ...: forward tangents start at
+tensor j (the model gets its tensors as a dict, so earlier ones carry no tangent) and the backward pass
+stops there; the remaining blocks follow from symmetry. Cost: P Hessian-vector products
 at most (fewer when later tensors sit later in the network); memory: one chunk of tangents.
 """
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import torch
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..objective import Objective
+from . import linear_chain as structured
 from .memory import check_dense
 
 _CHUNK_BYTES = 2**28  # working memory aimed at per chunk of tangents (256 MiB)
@@ -57,20 +64,25 @@ def _basis_chunks(size: int, chunk: int, like: torch.Tensor) -> Iterator[tuple[i
 
 
 def _column_block_fn(obj: Objective, theta: torch.Tensor, j: int, last: int | None, X, y) -> Callable:
-    """A function E (k, P_j) -> H[rows of tensors j..last, columns of E] as (k, rows) for one batch."""
-    params = list(theta.split(obj.sizes))
+    """A function E (k, P_j) -> H[rows of tensors j..last, columns of E] as (k, rows) for one batch.
+
+    The model gets its tensors as a dict (no concatenation into a flat vector): tensors before j then
+    carry no tangent, so forward-mode skips their tangent arithmetic instead of multiplying zeros.
+    """
+    names, shapes = obj.names, obj.shapes
+    params = [p.view(s) for p, s in zip(theta.split(obj.sizes), shapes)]
     stop = len(params) if last is None else last + 1
 
     def loss_of(w_j, later):
-        flat = torch.cat([*params[:j], w_j, *later, *params[stop:]])
-        return obj.batch_loss(flat, X, y)
+        tensors = {**obj._fixed, **dict(zip(names, params)), names[j]: w_j, **dict(zip(names[j + 1 : stop], later))}
+        return obj.loss_fn(functional_call(obj.model, tensors, (X,)), y)
 
     def grad_rows(w_j):
         g_j, g_later = grad(loss_of, argnums=(0, 1))(w_j, tuple(params[j + 1 : stop]))
-        return torch.cat([g_j, *g_later])
+        return torch.cat([g_j.reshape(-1), *(g.reshape(-1) for g in g_later)])
 
     def column(e):
-        return jvp(grad_rows, (params[j],), (e,))[1]
+        return jvp(grad_rows, (params[j],), (e.view(shapes[j]),))[1]
 
     return vmap(column)
 
@@ -90,8 +102,10 @@ def hessian(obj: Objective, theta: torch.Tensor | None = None, chunk_size: int |
             max_bytes: int | None = None) -> torch.Tensor:
     """The exact dense Hessian of the mean loss, shape (P, P), symmetric.
 
-    Built from batched Hessian-vector products (see module docstring); refused before allocating
-    when P x P exceeds the memory budget (``max_bytes``, default :func:`memory_budget`).
+    Built by the structured formulas for Linear/elementwise nets, else from batched Hessian-vector
+    products (see module docstring); refused before allocating when P x P exceeds the memory budget
+    (``max_bytes``, default :func:`memory_budget`). ``chunk_size``: examples per chunk on the structured
+    path, tangent vectors per vmapped call on the generic one (default: about 256 MiB of work memory).
 
     >>> H = hessian(obj)            # doctest: +SKIP
     >>> torch.allclose(H, H.T)      # doctest: +SKIP
@@ -99,6 +113,16 @@ def hessian(obj: Objective, theta: torch.Tensor | None = None, chunk_size: int |
     """
     check_dense(obj.num_params, obj.num_params, obj.dtype, "Hessian", max_bytes)
     t = obj._theta_or_default(theta)
+    chain = structured.linear_chain(obj)
+    if chain is not None:
+        H = torch.empty(obj.num_params, obj.num_params, dtype=obj.dtype, device=obj.device)
+        structured.dense_hessian(chain, t, H, chunk_size)
+        return obj._check_finite(H, "Hessian")
+    return _hessian_from_hvps(obj, t, chunk_size)
+
+
+def _hessian_from_hvps(obj: Objective, t: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """The generic path of :func:`hessian`: column blocks of batched HVPs, the rest by symmetry."""
     P, chunk = obj.num_params, auto_chunk(obj, chunk_size)
     offsets = [0, *torch.tensor(obj.sizes).cumsum(0).tolist()]
     H = torch.empty(P, P, dtype=obj.dtype, device=obj.device)
@@ -118,13 +142,19 @@ def hessian_blocks(obj: Objective, theta: torch.Tensor | None = None, chunk_size
                    max_bytes: int | None = None) -> dict[str, torch.Tensor]:
     """The diagonal blocks of the Hessian, one per parameter tensor: ``{name: (P_j, P_j)}``.
 
-    Costs P_j Hessian-vector products restricted to tensor j (gradient and tangent in tensor j only).
+    Structured path: one matrix product per tensor; generic path: P_j Hessian-vector products
+    restricted to tensor j (gradient and tangent in tensor j only).
     """
     t = obj._theta_or_default(theta)
+    for name, size in zip(obj.names, obj.sizes):
+        check_dense(size, size, obj.dtype, f"Hessian block of {name}", max_bytes)
+    chain = structured.linear_chain(obj)
+    if chain is not None:
+        blocks = structured.diagonal_blocks(chain, t, chunk_size)
+        return {name: obj._check_finite(blocks[name], "Hessian") for name in obj.names}
     chunk = auto_chunk(obj, chunk_size)
     out = {}
     for j, (name, size) in enumerate(zip(obj.names, obj.sizes)):
-        check_dense(size, size, obj.dtype, f"Hessian block of {name}", max_bytes)
         block = torch.empty(size, size, dtype=obj.dtype, device=obj.device)
 
         def store(start, rows, block=block):
@@ -138,10 +168,16 @@ def hessian_blocks(obj: Objective, theta: torch.Tensor | None = None, chunk_size
 def hessian_diag(obj: Objective, theta: torch.Tensor | None = None, chunk_size: int | None = None) -> torch.Tensor:
     """The exact diagonal of the Hessian, shape (P,); memory O(chunk x P_j), never a dense block.
 
-    Costs P Hessian-vector products restricted to one tensor each. For large nets use the
-    estimators in :mod:`losstools.curvature` (``hutchinson_diag``) or the GGN diagonal instead.
+    Structured path: about one backward pass of per-example curvature (cheap even for large layers);
+    generic path: P Hessian-vector products restricted to one tensor each. For large generic nets use
+    the estimators in :mod:`losstools.curvature` (``hutchinson_diag``) or the GGN diagonal instead.
     """
     t = obj._theta_or_default(theta)
+    chain = structured.linear_chain(obj)
+    if chain is not None:
+        diag = torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
+        structured.diagonal(chain, t, diag, chunk_size)
+        return obj._check_finite(diag, "Hessian diagonal")
     chunk = auto_chunk(obj, chunk_size)
     parts = []
     for j, size in enumerate(obj.sizes):
