@@ -16,6 +16,7 @@ from torch import nn  # noqa: E402
 from . import data, models, plotting  # noqa: E402
 from .curvature import eigh, hessian  # noqa: E402
 from .objective import Objective  # noqa: E402
+from .pruning.cli import add_prune_parser, demo_pruning  # noqa: E402
 
 
 def demo_hessian(args, out: Path, log) -> dict:
@@ -61,7 +62,8 @@ def run_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     log = print
-    demo_hessian(args, out, log)
+    base = demo_hessian(args, out, log)
+    demo_pruning(args, out, log, base)
     log(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
     return 0
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for the data split, initialisation and batches")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=run_demo)
+    add_prune_parser(commands)
     return parser
 
 

@@ -281,3 +281,13 @@ def test_tables_follow_the_papers_definitions():
     assert t1["mp"] == pytest.approx((1.5, 0.5, 2)) and t1["qm"] == pytest.approx((0.5, 0.2, 2))  # steps=1 ignored
     t2 = pruning.table2(records)
     assert t2["mp"] == pytest.approx((4.0, 1.0, 2)) and t2["qm"] == pytest.approx((5.5, 4.5, 2))  # best over steps too
+
+
+def test_check_qm_saliency(capsys):
+    from losstools.checks import check_qm_saliency
+
+    # theta=2, g=0.5, d=3, lambda=1: |-1 + 6| + 2 = 7 (by hand)
+    assert check_qm_saliency(7.0, 2.0, 0.5, 3.0, 1.0)
+    assert not check_qm_saliency(5.0, 2.0, 0.5, 3.0, 1.0) and "penalty" in capsys.readouterr().out
+    assert not check_qm_saliency(9.0, 2.0, 0.5, 3.0, 1.0) and "-g * theta" in capsys.readouterr().out
+    assert not check_qm_saliency(None, 2.0, 0.5, 3.0, 1.0)

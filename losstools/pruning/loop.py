@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,7 +26,8 @@ class PruneResult:
     masks: ``{weight name: bool tensor}``, True = kept. model: the pruned copy (pruned weights are 0).
     history: one dict per step with ``step``, ``target`` (kappa_i), ``sparsity`` (reached), ``pruned``
     (removed in this step), ``loss_before`` / ``loss_after`` (mean loss on the step's sample) and
-    ``predicted`` ({model: predicted change of that loss}; "lm", "qm", "obd", and "obs" for OBS).
+    ``predicted`` ({model: predicted change of that loss}; "lm", "qm", "obd", and "obs" for OBS) and
+    ``grad_norm`` (norm of the weights' gradient at the start of the step; NaN when not computed).
     """
 
     masks: Masks
@@ -121,5 +123,6 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch, criterion:
             "step": i + 1, "target": target, "sparsity": count(masks)[0] / total,
             "pruned": count(masks)[0] - pruned, "loss_before": loss_before,
             "loss_after": _loss(net, loss_fn, sample), "predicted": predicted,
+            "grad_norm": math.nan if grad is None else math.sqrt(sum(float((v**2).sum()) for v in grad.values())),
         })
     return PruneResult(masks, net, history)

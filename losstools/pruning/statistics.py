@@ -4,6 +4,7 @@ Thin wrappers over :mod:`losstools.curvature`, restricted to the prunable weight
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -19,6 +20,10 @@ CURVATURES = {
     "hessian": "exact Hessian diagonal (toy nets only: costs one Hessian-vector product per weight)",
 }
 DENSE_CURVATURES = ("ggn", "hessian")  # what OBS can invert
+
+
+# diag_ggn / diag_fisher may show a progress bar of their own; a pruning run calls them once per step.
+_QUIET = {"progress": False} if "progress" in inspect.signature(diag_ggn).parameters else {}
 
 
 def check_curvature(curvature: str, dense: bool = False) -> str:
@@ -40,11 +45,11 @@ def curvature_diagonal(model: nn.Module, loss_fn: Callable, sample: Batch, curva
     """Diagonal of the chosen curvature of the mean loss on ``sample``, for the prunable weights."""
     check_curvature(curvature)
     if curvature == "ggn":
-        return diag_ggn(model, loss_fn, sample, params=WEIGHTS)
+        return diag_ggn(model, loss_fn, sample, params=WEIGHTS, **_QUIET)
     if curvature == "mc":
-        return diag_ggn(model, loss_fn, sample, mc_samples=mc_samples, params=WEIGHTS, seed=seed)
+        return diag_ggn(model, loss_fn, sample, mc_samples=mc_samples, params=WEIGHTS, seed=seed, **_QUIET)
     if curvature == "empirical":
-        return diag_fisher(model, loss_fn, sample, kind="empirical", params=WEIGHTS)
+        return diag_fisher(model, loss_fn, sample, kind="empirical", params=WEIGHTS, **_QUIET)
     obj = Objective(model, loss_fn, sample, WEIGHTS)
     return obj.unflatten(hessian_diag(obj))
 

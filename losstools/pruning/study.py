@@ -98,7 +98,7 @@ def _base_model(settings: dict, ds: Dataset, seed: int, out: Path, loss_fn, log)
     return net.eval()
 
 
-def study(out: str | Path = "results", data: str | Dataset = "digits", criteria: Sequence[str] = PAPER_CRITERIA,
+def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dataset] = "digits", criteria: Sequence[str] = PAPER_CRITERIA,
           steps: Sequence[int] = (1, 14, 140), regs: Sequence[float] = PAPER_REGS, seeds: Sequence[int] = (0,),
           sparsity: float = 0.9, hidden: Sequence[int] = (300, 100), activation: str = "tanh",
           train_epochs: int = 100, finetune_epochs: int = 30, lr: float = 1e-3, samples: int = 1000,
@@ -107,7 +107,7 @@ def study(out: str | Path = "results", data: str | Dataset = "digits", criteria:
     """Run (or resume) the pruning study; returns all records of this grid, one per run.
 
     For each seed, an MLP ``features-hidden-classes`` is trained on ``data`` (a name in
-    :mod:`losstools.data`, loaded with that seed, or a :class:`Dataset`) with Adam, keeping the best
+    :mod:`losstools.data`, loaded with that seed; a :class:`Dataset`; or a function seed -> Dataset) with Adam, keeping the best
     epoch by validation error, and cached as ``base_seed<seed>.pt``. Each run prunes it with one
     criterion, number of steps and lambda (:func:`prune`), then fine-tunes the pruned copy for
     ``finetune_epochs`` (:func:`finetune`). A record holds the settings, the reached sparsity,
@@ -123,7 +123,9 @@ def study(out: str | Path = "results", data: str | Dataset = "digits", criteria:
     log = log or print
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"data": data if isinstance(data, str) else data.name, "sparsity": sparsity, "hidden": list(hidden),
+    load = (lambda seed: data) if isinstance(data, Dataset) else (
+        (lambda seed: getattr(datasets, data)(seed=seed)) if isinstance(data, str) else data)
+    settings = {"data": data if isinstance(data, str) else getattr(data, "name", getattr(data, "__name__", "custom")), "sparsity": sparsity, "hidden": list(hidden),
                 "activation": activation, "train_epochs": train_epochs, "finetune_epochs": finetune_epochs, "lr": lr,
                 "samples": samples, "schedule": schedule, "scope": scope, "curvature": curvature, "predict": predict}
     settings_path = out / "settings.json"
@@ -148,7 +150,7 @@ def study(out: str | Path = "results", data: str | Dataset = "digits", criteria:
         for seed, criterion, n_steps, reg in bar:
             bar.set_postfix_str(f"seed={seed} {criterion} steps={n_steps} reg={reg:g}")
             if seed not in cache:
-                ds = data if isinstance(data, Dataset) else getattr(datasets, data)(seed=seed)
+                ds = load(seed)
                 net = _base_model(settings, ds, seed, out, loss_fn, log)
                 cache = {seed: (ds, net, _metrics(net, loss_fn, ds))}
             ds, net, before = cache[seed]
