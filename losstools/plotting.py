@@ -92,7 +92,9 @@ def pruning_loss_vs_reg(records: Sequence[dict], key: str = "dL", ylabel: str = 
             elif rows:
                 x, y = zip(*rows)
                 ax.plot(x, y, "o-", color=colour, ms=3.5, label=criterion.upper())
-        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1e-5)
+        linthresh = min(positive) if positive else 1e-5
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(-0.3 * linthresh, 1.5 * max(regs) if max(regs) > 0 else linthresh)
         ax.set_xlabel("λ (step-norm penalty)")
         ax.set_title(f"{n} step{'s' if n > 1 else ''}")
         ax.grid(alpha=0.3)
