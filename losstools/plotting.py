@@ -75,8 +75,8 @@ PRUNING_COLOURS = {"mp": "0.45", "obd": "C2", "lm": "C0", "qm": "C3", "obs": "C4
 
 def pruning_loss_vs_reg(records: Sequence[dict], key: str = "dL", ylabel: str = "ΔL (train loss after − before)",
                         title: str = "Loss change after pruning") -> Figure:
-    """One panel per number of steps: ``key`` of each run against lambda (symlog axis, 0 included), a line
-    per criterion; MP, which depends on neither, is a dashed horizontal line in every panel."""
+    """One panel per number of steps: ``key`` against lambda (symlog axis, 0 included), a line per criterion
+    (mean over seeds, band of +- one std); MP, which depends on neither, is a dashed line in every panel."""
     steps = sorted({r["steps"] for r in records if r["criterion"] != "mp"}) or [1]
     fig, axes = plt.subplots(1, len(steps), figsize=(3.6 * len(steps) + 0.8, 3.4), sharey=True, squeeze=False)
     value = (lambda r: r[key]) if key in records[0] else (lambda r: r["finetuned"][key])
@@ -85,13 +85,19 @@ def pruning_loss_vs_reg(records: Sequence[dict], key: str = "dL", ylabel: str = 
     for ax, n in zip(axes[0], steps):
         for criterion in sorted({r["criterion"] for r in records}, key=list(PRUNING_COLOURS).index):
             colour = PRUNING_COLOURS.get(criterion, "k")
-            rows = sorted((r["reg"], value(r)) for r in records if r["criterion"] == criterion
-                          and (criterion == "mp" or r["steps"] == n))
+            by_reg: dict[float, list[float]] = {}
+            for r in records:
+                if r["criterion"] == criterion and (criterion == "mp" or r["steps"] == n):
+                    by_reg.setdefault(r["reg"], []).append(value(r))
             if criterion == "mp":
-                ax.axhline(np.mean([v for _, v in rows]), color=colour, ls="--", label="MP")
-            elif rows:
-                x, y = zip(*rows)
-                ax.plot(x, y, "o-", color=colour, ms=3.5, label=criterion.upper())
+                ax.axhline(np.mean([v for vs in by_reg.values() for v in vs]), color=colour, ls="--", label="MP")
+            elif by_reg:
+                x = sorted(by_reg)
+                mean = np.array([np.mean(by_reg[k]) for k in x])
+                ax.plot(x, mean, "o-", color=colour, ms=3.5, label=criterion.upper())
+                if max(len(v) for v in by_reg.values()) > 1:
+                    std = np.array([np.std(by_reg[k]) for k in x])
+                    ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
         linthresh = min(positive) if positive else 1e-5
         ax.set_xscale("symlog", linthresh=linthresh)
         ax.set_xlim(-0.3 * linthresh, 1.5 * max(regs) if max(regs) > 0 else linthresh)
