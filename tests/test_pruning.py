@@ -161,11 +161,11 @@ def test_qm_is_exact_for_one_weight_of_a_quadratic():
     assert h["loss_after"] - h["loss_before"] == pytest.approx(h["predicted"]["qm"], rel=1e-10, abs=1e-14)
 
 
-@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.8])
-def test_obs_on_a_quadratic_gives_the_exact_optimal_loss_change(sparsity):
+@pytest.mark.parametrize("sparsity, curvature", [(0.1, "ggn"), (0.5, "ggn"), (0.8, "ggn"), (0.5, "hessian")])
+def test_obs_on_a_quadratic_gives_the_exact_optimal_loss_change(sparsity, curvature):
     net, (X, Y) = _linear_regression()
     loss = nn.MSELoss()
-    result = pruning.prune(net, loss, (X, Y), "obs", sparsity=sparsity, steps=1, samples=1000)
+    result = pruning.prune(net, loss, (X, Y), "obs", sparsity=sparsity, steps=1, samples=1000, curvature=curvature)
     h = result.history[0]
     mask = result.masks["0.weight"]
     optimum = _best_loss_with_mask(X, Y, mask)
@@ -291,3 +291,18 @@ def test_check_qm_saliency(capsys):
     assert not check_qm_saliency(5.0, 2.0, 0.5, 3.0, 1.0) and "penalty" in capsys.readouterr().out
     assert not check_qm_saliency(9.0, 2.0, 0.5, 3.0, 1.0) and "-g * theta" in capsys.readouterr().out
     assert not check_qm_saliency(None, 2.0, 0.5, 3.0, 1.0)
+
+
+def test_prune_command_line_writes_tables_and_figures(tmp_path, capsys):
+    from losstools.__main__ import main
+
+    args = ["prune", "--data", "moons", "--out", str(tmp_path), "--criteria", "mp", "qm", "--steps", "1", "2",
+            "--regs", "0", "0.01", "--hidden", "8", "--epochs", "5", "--finetune-epochs", "1", "--samples", "64",
+            "--sparsity", "0.5", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Table 1" in printed and "Table 2" in printed and "paper: MLP / MNIST" in printed
+    for name in ("records.jsonl", "tables.md", "pruning_dL_vs_lambda.png", "pruning_predicted_vs_actual.png",
+                 "pruning_outcomes.png"):
+        assert (tmp_path / name).exists()
+    assert len(pruning.load_records(tmp_path)) == 1 + 2 * 2
