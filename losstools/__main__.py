@@ -18,6 +18,7 @@ from torch import nn  # noqa: E402
 from . import data, models, plotting  # noqa: E402
 from .curvature import eigh, hessian  # noqa: E402
 from .objective import Objective  # noqa: E402
+from .pruning.cli import add_prune_parser, demo_pruning  # noqa: E402
 
 
 def demo_hessian(args, out: Path, log) -> dict:
@@ -95,6 +96,7 @@ def run_demo(args) -> int:
     log = print
     base = demo_hessian(args, out, log)
     demo_taylor(args, out, log, base)
+    demo_pruning(args, out, log, base)
     log(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
     return 0
 
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for the data split, initialisation and batches")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=run_demo)
+    add_prune_parser(commands)
     return parser
 
 

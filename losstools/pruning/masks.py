@@ -1,0 +1,124 @@
+"""Binary masks over Linear/Conv weights: selection by saliency, application, export to torch.nn.utils.prune.
+
+A mask set is ``{parameter name: bool tensor shaped like the weight}``; True keeps the weight.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from ..objective import layer_weight_names
+
+Masks = dict[str, torch.Tensor]
+SCOPES = ("global", "layer")
+
+
+def prunable_names(model: nn.Module) -> list[str]:
+    """Names of the prunable weights (Linear/Conv ``weight``); biases and norm layers are never pruned."""
+    names = layer_weight_names(model)
+    if not names:
+        layers = sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__}) or ["none"]
+        raise ValueError(
+            f"the model has no prunable layers: pruning acts on the weights of nn.Linear / nn.Conv1d/2d/3d "
+            f"modules, and this {type(model).__name__} holds {', '.join(layers)}"
+        )
+    return names
+
+
+def full_masks(model: nn.Module) -> Masks:
+    """Masks that keep every prunable weight."""
+    params = dict(model.named_parameters())
+    return {n: torch.ones_like(params[n], dtype=torch.bool) for n in prunable_names(model)}
+
+
+def count(masks: Masks) -> tuple[int, int]:
+    """(number of pruned weights, number of prunable weights)."""
+    total = sum(m.numel() for m in masks.values())
+    return total - sum(int(m.sum()) for m in masks.values()), total
+
+
+def sparsity(masks: Masks) -> float:
+    """Fraction of prunable weights that are pruned."""
+    pruned, total = count(masks)
+    return pruned / total
+
+
+def select(scores: dict[str, torch.Tensor], masks: Masks, fraction: float, scope: str = "global") -> Masks:
+    """New masks pruning the round(``fraction`` N) lowest ``scores`` (already pruned weights stay pruned).
+
+    ``scope="global"``: N counts all prunable weights and the ranking is across layers (the paper's
+    choice); ``"layer"``: every tensor loses round(fraction N_l) of its own N_l weights.
+    Ties are broken by position (stable sort).
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    names = list(masks)
+    ranked = {n: scores[n].detach().masked_fill(~masks[n], -float("inf")) for n in names}
+    groups = [names] if scope == "global" else [[n] for n in names]
+    out: Masks = {}
+    for group in groups:
+        flat = torch.cat([ranked[n].reshape(-1) for n in group])
+        k = max(int(round(fraction * flat.numel())), int((flat == -float("inf")).sum()))
+        keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
+        keep[torch.sort(flat, stable=True).indices[:k]] = False
+        for n, part in zip(group, keep.split([masks[n].numel() for n in group])):
+            out[n] = part.view(masks[n].shape)
+    return out
+
+
+def apply_masks_(model: nn.Module, masks: Masks) -> nn.Module:
+    """Zero the pruned weights of ``model`` **in place**; returns the model."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, m in masks.items():
+            params[n].mul_(m.to(params[n].device, params[n].dtype))
+    return model
+
+
+def _module_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    module_name, _, attr = name.rpartition(".")
+    return (model.get_submodule(module_name) if module_name else model), attr
+
+
+def to_torch_prune(model: nn.Module, masks: Masks, inplace: bool = False) -> nn.Module:
+    """``model`` (a copy unless ``inplace``) with every mask attached by ``torch.nn.utils.prune.custom_from_mask``.
+
+    Each masked module then has ``weight_orig`` (a parameter) and ``weight_mask`` (a buffer), and
+    ``weight = weight_orig * weight_mask`` is recomputed on every forward pass, so the pruned
+    weights stay zero during training. Call :func:`make_permanent` before saving a plain state dict.
+    """
+    model = model if inplace else copy.deepcopy(model)
+    for name, mask in masks.items():
+        module, attr = _module_of(model, name)
+        torch_prune.custom_from_mask(module, attr, mask.to(getattr(module, attr).device))
+    return model
+
+
+def _pruning_hooks(model: nn.Module):
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                yield module, hook._tensor_name
+
+
+def copy_pruned(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works on a model with torch.nn.utils.prune masks after a forward pass.
+
+    (There ``weight`` is a computed non-leaf tensor, which ``deepcopy`` refuses; it is replaced by its
+    detached value, which the next forward pass recomputes anyway.)
+    """
+    for module, name in _pruning_hooks(model):
+        setattr(module, name, getattr(module, name).detach())
+    return copy.deepcopy(model)
+
+
+def make_permanent(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Remove torch.nn.utils.prune re-parametrisations (a copy unless ``inplace``): ``weight`` becomes a
+    plain parameter again, with the pruned entries zero, so the state dict has the original keys."""
+    model = model if inplace else copy_pruned(model)
+    for module, name in list(_pruning_hooks(model)):
+        torch_prune.remove(module, name)
+    return model
