@@ -140,3 +140,20 @@ def test_unsupported_layers_are_named():
         C.diag_fisher(tied, nn.CrossEntropyLoss(), (X, y))
     with pytest.raises(ValueError, match="true Fisher needs a likelihood"):
         C.FisherOperator(model, nn.L1Loss(), (X, torch.zeros(12, 3, dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("padding", [0, 2, "same", (1, 0)])
+@pytest.mark.parametrize("stride", [1, (2, 1)])
+def test_conv_patches_equal_unfold(padding, stride):
+    from losstools.curvature.layers import _patches
+
+    dilation = 1 if padding == "same" and stride != 1 else 2
+    if padding == "same":
+        stride = 1
+    conv = nn.Conv2d(2, 3, (3, 2), stride=stride, padding=padding, dilation=dilation)
+    x = torch.randn(4, 2, 9, 8)
+    out = conv(x)
+    patches = _patches(conv, x)
+    assert patches.shape[2] == out.shape[2] * out.shape[3]
+    expected = (conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:]) + conv.bias[:, None, None]
+    torch.testing.assert_close(expected, out)

@@ -54,11 +54,11 @@ def test_factors_match_their_definition(name):
     pairs = backpropagate(obj, layers, obj.theta, *data, lambda o, t: output_vectors("exact", loss_fn, o, t))
     for layer, (a, d) in zip(layers, pairs):
         A, G = K.factors[layer.name]
-        N, T = a.shape[0], a.shape[1]
+        N, T = a.shape[0], a.shape[2]
         if layer.bias:
-            a = torch.cat([a, torch.ones(*a.shape[:2], 1, dtype=a.dtype)], -1)
-        torch.testing.assert_close(A, torch.einsum("nti,ntj->ij", a, a) / (N * T))
-        torch.testing.assert_close(G, torch.einsum("kbto,kbtp->op", d, d) / N)
+            a = torch.cat([a, torch.ones(N, 1, T, dtype=a.dtype)], 1)
+        torch.testing.assert_close(A, torch.einsum("nit,njt->ij", a, a) / (N * T))
+        torch.testing.assert_close(G, torch.einsum("kbot,kbpt->op", d, d) / N)
         assert torch.linalg.eigvalsh(G).min() > -1e-12 and torch.linalg.eigvalsh(A).min() > -1e-12
 
 

@@ -3,7 +3,7 @@
 One forward pass records each layer's input a and output z. For a batch of per-example output
 vectors V (B, C, K) (the columns of a square root of the loss Hessian w.r.t. the outputs, sampled
 gradients, or the data's own gradients), one batched backward pass gives d = J_z^T V: the K pulled-back
-vectors at every layer output, shape (K, B, T, O) (T = 1 for a Linear on (B, I) inputs, the number
+vectors at every layer output, shape (K, B, O, T) (T = 1 for a Linear on (B, I) inputs, the number
 of output positions for a Conv2d or a Linear on sequences). A per-example weight gradient is
 sum_t d_t a_t^T, so
 
@@ -157,24 +157,35 @@ def output_vectors(kind: str, loss_fn: Callable, out: torch.Tensor, y: torch.Ten
 
 
 # ----------------------------------------------------------------------- forward / backward
+def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``F.unfold`` of the Conv2d's input, (B, Cin kh kw, T), as a strided view copied once (~8x faster on CPU)."""
+    x = F.pad(x, conv._reversed_padding_repeated_twice)
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    B, Cin, H, W = x.shape
+    Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    sb, sc, sy, sx = x.stride()
+    view = x.as_strided((B, Cin, kh, kw, Ho, Wo), (sb, sc, sy * dh, sx * dw, sy * sh, sx * sw))
+    return view.reshape(B, Cin * kh * kw, Ho * Wo)
+
+
 def _layer_input(layer: Layer, x: torch.Tensor) -> torch.Tensor:
-    """Layer inputs as (B, T, I): unfolded patches for Conv2d, positions flattened for Linear."""
+    """Layer inputs as (B, I, T): unfolded patches for Conv2d, positions last for Linear (views where possible)."""
     m = layer.module
     if isinstance(m, nn.Conv2d):
-        x = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2)
-    return x.reshape(len(x), -1, x.shape[-1])
+        return _patches(m, x)
+    return x.reshape(len(x), -1, x.shape[-1]).transpose(1, 2)
 
 
 def _layer_delta(layer: Layer, d: torch.Tensor) -> torch.Tensor:
-    """Pulled-back vectors at the layer output as (K, B, T, O)."""
+    """Pulled-back vectors at the layer output as (K, B, O, T)."""
     if isinstance(layer.module, nn.Conv2d):
-        d = d.flatten(3).transpose(2, 3)
-    return d.reshape(d.shape[0], d.shape[1], -1, d.shape[-1])
+        return d.flatten(3)
+    return d.reshape(d.shape[0], d.shape[1], -1, d.shape[-1]).transpose(2, 3)
 
 
 def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
                   vectors: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For one batch: per layer, inputs a (B, T, I) and pulled-back vectors d (K, B, T, O).
+    """For one batch: per layer, inputs a (B, I, T) and pulled-back vectors d (K, B, O, T).
 
     ``vectors(out, y)`` gives V (B, C, K) from the detached outputs; all K columns go back in one
     batched backward pass (``is_grads_batched``).
@@ -183,7 +194,11 @@ def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: t
         out = obj.outputs(theta.detach().requires_grad_(True), X)
     V = vectors(out.detach(), y)
     grad_outputs = V.permute(2, 0, 1).reshape(V.shape[-1], *out.shape)
-    deltas = torch.autograd.grad(out, [outputs[layer.name] for layer in layers], grad_outputs, is_grads_batched=True)
+    targets = [outputs[layer.name] for layer in layers]
+    if len(grad_outputs) == 1:  # one column: a plain backward pass, no vmap
+        deltas = [d.unsqueeze(0) for d in torch.autograd.grad(out, targets, grad_outputs[0])]
+    else:
+        deltas = torch.autograd.grad(out, targets, grad_outputs, is_grads_batched=True)
     return [(_layer_input(layer, inputs[layer.name]), _layer_delta(layer, d)) for layer, d in zip(layers, deltas)]
 
 
@@ -191,27 +206,26 @@ def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dic
     """sum_{n,k} (per-example gradient)^2 for the layer's selected weight / bias, shaped like them."""
     m, result = layer.module, {}
     if layer.weight is not None:
-        if a.shape[1] == 1:  # one position: (sum_k d^2)^T a^2
-            w = (d[:, :, 0].pow(2).sum(0)).T @ a[:, 0].pow(2)
-        else:
-            K, B, T, O = d.shape
-            chunk = max(1, _CHUNK_ELEMENTS // (K * O * a.shape[2]))
-            w = sum(torch.einsum("kbto,bti->kboi", d[:, s : s + chunk], a[s : s + chunk]).pow(2).sum((0, 1))
+        if a.shape[2] == 1:  # one position: (sum_k d^2)^T a^2
+            w = d[..., 0].pow(2).sum(0).T @ a[..., 0].pow(2)
+        else:  # per-example gradients d_kb a_b^T (O, I), a chunk of examples at a time
+            K, B, O, T = d.shape
+            chunk = max(1, _CHUNK_ELEMENTS // (K * O * a.shape[1]))
+            w = sum(torch.einsum("kbot,bit->kboi", d[:, s : s + chunk], a[s : s + chunk]).pow(2).sum((0, 1))
                     for s in range(0, B, chunk))
         result[layer.weight] = w.reshape(m.weight.shape)
     if layer.bias is not None:
-        result[layer.bias] = d.sum(2).pow(2).sum((0, 1))
+        result[layer.bias] = d.sum(3).pow(2).sum((0, 1))
     return result
 
 
 def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch sums of the K-FAC factors: A = sum_{n,t} a a^T / T (I', I'), G = sum_{n,k,t} d d^T (O, O).
 
-    a is padded with a column of ones when the bias is selected (and replaced by it when only the
+    a is padded with a row of ones when the bias is selected (and replaced by it when only the
     bias is): the factors then cover the joint (weight, bias) block.
     """
-    parts = ([a] if layer.weight is not None else []) + ([a.new_ones(*a.shape[:2], 1)] if layer.bias is not None else [])
-    a = torch.cat(parts, -1).reshape(-1, sum(p.shape[-1] for p in parts))
-    T = d.shape[2]
-    flat_d = d.reshape(-1, d.shape[-1])
-    return a.T @ a / T, flat_d.T @ flat_d
+    parts = ([a] if layer.weight is not None else []) + ([a.new_ones(len(a), 1, a.shape[2])] if layer.bias is not None else [])
+    a = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+    T = d.shape[3]
+    return torch.einsum("bit,bjt->ij", a, a) / T, torch.einsum("kbot,kbpt->op", d, d)
