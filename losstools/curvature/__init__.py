@@ -5,8 +5,9 @@ Per layer (nn.Linear / nn.Conv2d, any model): ``diag_ggn``, ``diag_fisher``, ``k
 Operators (``@``, ``to_dense``, ``to_scipy``, ``diagonal``): ``HessianOperator``, ``GGNOperator``,
 ``FisherOperator``, ``EmpiricalFisherOperator``, ``KFACOperator``.
 Matrix-free estimators: ``hutchinson_diag``, ``hutchinson_trace``, ``hutchpp_trace``, ``lanczos``,
-``spectral_density``.
+``spectral_density``. Cost versus accuracy of the estimators: ``study.cost_accuracy``.
 """
+from . import study
 from .diagonal import diag_fisher, diag_ggn
 from .estimators import SpectralDensity, hutchinson_diag, hutchinson_trace, hutchpp_trace, lanczos, spectral_density
 from .exact import eigh, eigvalsh, ggn, ggn_vector_product, hessian, hessian_blocks, hessian_diag
