@@ -29,14 +29,19 @@ from losstools import curvature as C
 warnings.filterwarnings("ignore", message="Full backward hook")
 
 
-def timed(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
+def timed_together(fns: dict, repeat: int) -> dict:
+    """Best CPU time (ms) of each callable, calls interleaved (a, b, c, a, b, c, ...) after one warm-up each,
+    so that a slow phase of the shared machine hits all competitors alike."""
+    best = {}
+    for name, fn in fns.items():
         fn()
-        best = min(best, time.process_time() - start)
-    return best * 1e3
+        best[name] = float("inf")
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
+    return {name: t * 1e3 for name, t in best.items()}
 
 
 def problem(name: str):
@@ -59,37 +64,33 @@ def relative(ours, theirs) -> float:
     return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
-def speed_table(name: str, repeat: int, probes: int) -> list[dict]:
+def speed_table(name: str, repeat: int, probes: int):
+    """Rows {quantity, ours, backpack, curvlinops (ms or None), agreement} and the problem with BackPACK's
+    exact Hessian diagonal (None without BackPACK or with max-pooling)."""
     model, loss_fn, X, y = problem(name)
-    data = (X, y)
-    params = list(model.parameters())
-    rows = []
-
-    def row(quantity, ours, backpack=None, curvlinops=None, agreement=""):
-        rows.append({"problem": name, "quantity": quantity, "ours": ours, "backpack": backpack,
-                     "curvlinops": curvlinops, "agreement": agreement})
+    data, params = (X, y), list(model.parameters())
+    hessian, ggn = C.HessianOperator(model, loss_fn, data), C.GGNOperator(model, loss_fn, data)
+    v = torch.randn(hessian.num_params, generator=torch.Generator().manual_seed(1))
 
     def gradient():
         model.zero_grad()
         loss_fn(model(X), y).backward()
 
-    grad_ms = timed(gradient, repeat)
-    ours_ggn = C.diag_ggn(model, loss_fn, data)
-    t_ggn = timed(lambda: C.diag_ggn(model, loss_fn, data), repeat)
-    t_mc = timed(lambda: C.diag_ggn(model, loss_fn, data, mc_samples=1), repeat)
-    ours_ef = C.diag_fisher(model, loss_fn, data)
-    t_ef = timed(lambda: C.diag_fisher(model, loss_fn, data), repeat)
-    hessian = C.HessianOperator(model, loss_fn, data)
-    ours_hd = C.hutchinson_diag(hessian, probes, seed=0, progress=False)
-    t_hd = timed(lambda: C.hutchinson_diag(hessian, probes, seed=0, progress=False), max(1, repeat // 3))
-    t_kfac = timed(lambda: C.kfac(model, loss_fn, data, progress=False), repeat)
-    t_kfac_mc = timed(lambda: C.kfac(model, loss_fn, data, kind="mc", progress=False), repeat)
-    v = torch.randn(hessian.num_params, generator=torch.Generator().manual_seed(1))
-    ggn = C.GGNOperator(model, loss_fn, data)
-    t_hvp = timed(lambda: hessian @ v, repeat)
-    t_gvp = timed(lambda: ggn @ v, repeat)
-
-    bp = {}
+    quantities = {  # quantity -> {competitor: callable}
+        "gradient (reference)": {"ours": gradient},
+        "GGN diagonal, exact": {"ours": lambda: C.diag_ggn(model, loss_fn, data, progress=False)},
+        "GGN diagonal, MC (1 sample)": {"ours": lambda: C.diag_ggn(model, loss_fn, data, mc_samples=1, progress=False)},
+        "empirical Fisher diagonal": {"ours": lambda: C.diag_fisher(model, loss_fn, data, progress=False)},
+        f"Hessian diagonal (ours, curvlinops: Hutchinson {probes} probes; BackPACK: exact)":
+            {"ours": lambda: C.hutchinson_diag(hessian, probes, seed=0, progress=False)},
+        "K-FAC factors, exact (type-2 / KFLR)": {"ours": lambda: C.kfac(model, loss_fn, data, progress=False)},
+        "K-FAC factors, MC (1 sample)": {"ours": lambda: C.kfac(model, loss_fn, data, kind="mc", progress=False)},
+        "Hessian-vector product": {"ours": lambda: hessian @ v},
+        "GGN-vector product": {"ours": lambda: ggn @ v},
+    }
+    keys = list(quantities)
+    agreement, exact_hessian_diag = {}, None
+    ours_flat = lambda d: torch.cat([t.reshape(-1) for t in d.values()])  # noqa: E731
     try:
         import backpack
         from backpack.extensions import KFAC, KFLR, DiagGGNExact, DiagGGNMC, DiagHessian, SumGradSquared
@@ -103,41 +104,44 @@ def speed_table(name: str, repeat: int, probes: int) -> list[dict]:
             with backpack.backpack(ext):
                 lossb(net(X), y).backward()
 
-        run(DiagGGNExact())
-        bp["ggn"] = ([p.diag_ggn_exact for p in net.parameters()], timed(lambda: run(DiagGGNExact()), repeat))
-        bp["mc"] = (None, timed(lambda: run(DiagGGNMC()), repeat))
-        run(SumGradSquared())
-        bp["ef"] = ([p.sum_grad_squared * len(X) for p in net.parameters()], timed(lambda: run(SumGradSquared()), repeat))
-        if name == "mlp":  # BackPACK's DiagHessian has no MaxPool2d extension
-            run(DiagHessian())
-            bp["hd"] = ([p.diag_h for p in net.parameters()], timed(lambda: run(DiagHessian()), repeat))
-        bp["kfac"] = (None, timed(lambda: run(KFLR()), repeat))
-        bp["kfac_mc"] = (None, timed(lambda: run(KFAC()), repeat))
+        def flat(attr, scale=1.0):
+            return torch.cat([getattr(p, attr).reshape(-1) * scale for p in net.parameters()])
+
         vs = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params)]
         plain = copy.deepcopy(model)
         plist = list(plain.parameters())
 
         def bp_hvp():
-            return hessian_vector_product(loss_fn(plain(X), y), plist, vs)
+            return torch.cat([t.reshape(-1) for t in hessian_vector_product(loss_fn(plain(X), y), plist, vs)])
 
         def bp_gvp():
             out = plain(X)
-            return ggn_vector_product_from_plist(loss_fn(out, y), out, plist, vs)
+            return torch.cat([t.reshape(-1) for t in ggn_vector_product_from_plist(loss_fn(out, y), out, plist, vs)])
 
-        bp["hvp"] = (torch.cat([t.reshape(-1) for t in bp_hvp()]), timed(bp_hvp, repeat))
-        bp["gvp"] = (torch.cat([t.reshape(-1) for t in bp_gvp()]), timed(bp_gvp, repeat))
+        for key, ext in zip(keys[1:4], (DiagGGNExact, DiagGGNMC, SumGradSquared)):
+            quantities[key]["backpack"] = lambda ext=ext: run(ext())
+        if name == "mlp":  # BackPACK's DiagHessian has no MaxPool2d extension
+            quantities[keys[4]]["backpack"] = lambda: run(DiagHessian())
+            run(DiagHessian())
+            exact_hessian_diag = flat("diag_h")
+            estimate = C.hutchinson_diag(hessian, probes, seed=0, progress=False)
+            agreement[keys[4]] = f"{relative(estimate, exact_hessian_diag):.1e} (estimate vs exact)"
+        quantities[keys[5]]["backpack"] = lambda: run(KFLR())
+        quantities[keys[6]]["backpack"] = lambda: run(KFAC())
+        quantities[keys[7]]["backpack"] = bp_hvp
+        quantities[keys[8]]["backpack"] = bp_gvp
+        run(DiagGGNExact())
+        agreement[keys[1]] = f"{relative(ours_flat(C.diag_ggn(model, loss_fn, data)), flat('diag_ggn_exact')):.1e} (BackPACK)"
+        run(SumGradSquared())
+        ef = ours_flat(C.diag_fisher(model, loss_fn, data))
+        agreement[keys[3]] = f"{relative(ef, flat('sum_grad_squared', len(X))):.1e} (BackPACK)"
     except ImportError:
         pass
-
-    cl = {}
     try:
         import curvlinops
 
         H = curvlinops.HessianLinearOperator(model, loss_fn, params, [data], check_deterministic=False)
         G = curvlinops.GGNLinearOperator(model, loss_fn, params, [data], check_deterministic=False)
-        cl["hvp"] = (H @ v, timed(lambda: H @ v, repeat))
-        cl["gvp"] = (G @ v, timed(lambda: G @ v, repeat))
-        cl["hd"] = (None, timed(lambda: curvlinops.hutchinson_diag(H, probes), max(1, repeat // 3)))
 
         def cl_kfac(fisher_type):
             K = curvlinops.KFACLinearOperator(model, loss_fn, params, [data], fisher_type=fisher_type,
@@ -145,36 +149,27 @@ def speed_table(name: str, repeat: int, probes: int) -> list[dict]:
             K.compute_kronecker_factors()
             return K
 
-        K = cl_kfac("type-2")
-        ours_k = C.kfac(model, loss_fn, data, progress=False)
-        factors_theirs = [t for m in K._input_covariances for t in (K._input_covariances[m], K._gradient_covariances[m])]
-        factors_ours = [t for m in ours_k.factors for t in ours_k.factors[m]]
-        cl["kfac"] = (relative(factors_ours, factors_theirs), timed(lambda: cl_kfac("type-2"), repeat))
-        cl["kfac_mc"] = (None, timed(lambda: cl_kfac("mc"), repeat))
+        quantities[keys[4]]["curvlinops"] = lambda: curvlinops.hutchinson_diag(H, probes)
+        quantities[keys[5]]["curvlinops"] = lambda: cl_kfac("type-2")
+        quantities[keys[6]]["curvlinops"] = lambda: cl_kfac("mc")
+        quantities[keys[7]]["curvlinops"] = lambda: H @ v
+        quantities[keys[8]]["curvlinops"] = lambda: G @ v
+        K, ours_k = cl_kfac("type-2"), C.kfac(model, loss_fn, data, progress=False)
+        theirs = [t for m in K._input_covariances for t in (K._input_covariances[m], K._gradient_covariances[m])]
+        agreement[keys[5]] = f"{relative([t for m in ours_k.factors for t in ours_k.factors[m]], theirs):.1e} (curvlinops)"
+        agreement[keys[7]] = f"{relative(hessian @ v, H @ v):.1e} (curvlinops)"
+        agreement[keys[8]] = f"{relative(ggn @ v, G @ v):.1e} (curvlinops)"
     except ImportError:
         pass
-
-    def agree(key, ours):
-        ref = bp.get(key, (None,))[0]
-        return f"{relative(list(ours.values()) if isinstance(ours, dict) else ours, ref):.1e} (BackPACK)" if ref is not None else ""
-
-    row("gradient (reference)", grad_ms)
-    row("GGN diagonal, exact", t_ggn, bp.get("ggn", (0, None))[1], None, agree("ggn", ours_ggn))
-    row("GGN diagonal, MC (1 sample)", t_mc, bp.get("mc", (0, None))[1])
-    row("empirical Fisher diagonal", t_ef, bp.get("ef", (0, None))[1], None, agree("ef", ours_ef))
-    hd_ref = bp.get("hd", (None,))[0]
-    row(f"Hessian diagonal (ours, curvlinops: Hutchinson {probes} probes; BackPACK: exact)", t_hd,
-        bp.get("hd", (0, None))[1], cl.get("hd", (0, None))[1],
-        f"{relative(list(hessian.unflatten(ours_hd).values()), hd_ref):.1e} (estimate vs exact)" if hd_ref is not None else "")
-    row("K-FAC factors, exact (type-2 / KFLR)", t_kfac, bp.get("kfac", (0, None))[1], cl.get("kfac", (0, None))[1],
-        f"{cl['kfac'][0]:.1e} (curvlinops)" if "kfac" in cl else "")
-    row("K-FAC factors, MC (1 sample)", t_kfac_mc, bp.get("kfac_mc", (0, None))[1], cl.get("kfac_mc", (0, None))[1])
-    row("Hessian-vector product", t_hvp, bp.get("hvp", (0, None))[1], cl.get("hvp", (0, None))[1],
-        f"{relative(hessian @ v, cl['hvp'][0]):.1e} (curvlinops)" if "hvp" in cl else "")
-    row("GGN-vector product", t_gvp, bp.get("gvp", (0, None))[1], cl.get("gvp", (0, None))[1],
-        f"{relative(ggn @ v, cl['gvp'][0]):.1e} (curvlinops)" if "gvp" in cl else "")
-    rows.append({"problem": name, "quantity": "HVP / gradient", "ours": t_hvp / grad_ms, "ratio_only": True})
-    return rows, (model, loss_fn, data, bp.get("hd", (None,))[0])
+    rows = []
+    for key, fns in quantities.items():
+        slow = key.startswith("Hessian diagonal")
+        times = timed_together(fns, max(1, repeat // 3) if slow else repeat)
+        rows.append({"problem": name, "quantity": key, "ours": times["ours"], "backpack": times.get("backpack"),
+                     "curvlinops": times.get("curvlinops"), "agreement": agreement.get(key, "")})
+    rows.append({"problem": name, "quantity": "HVP / gradient", "ours": rows[7]["ours"] / rows[0]["ours"],
+                 "ratio_only": True})
+    return rows, (model, loss_fn, data, exact_hessian_diag)
 
 
 def power_iteration(op, tol=1e-3, max_iter=100, seed=0):
@@ -215,7 +210,7 @@ def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dic
                      "pyhessian_error": abs(value - reference) / abs(reference), "ours_hvps": op.matvecs,
                      "ours_error": abs(ours - reference) / abs(reference)})
     if exact_diag is not None:
-        trace = float(sum(t.sum() for t in exact_diag))
+        trace = float(exact_diag.sum())
         for seed in range(seeds):
             value, count = pyhessian_trace(op, seed=seed)
             op.matvecs = 0
@@ -223,6 +218,13 @@ def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dic
             rows.append({"problem": name, "quantity": "trace (Hutch++, same HVPs)", "seed": seed, "pyhessian_hvps": count,
                          "pyhessian_error": abs(value - trace) / abs(trace), "ours_hvps": op.matvecs,
                          "ours_error": abs(ours - trace) / abs(trace)})
+        for budget in (30, 99):  # fixed budgets, median over seeds: Hutchinson (PyHessian's estimator) vs Hutch++
+            hutch = [abs(float(C.hutchinson_trace(op, budget, seed=s, block=33, progress=False)) - trace) / abs(trace)
+                     for s in range(seeds)]
+            pp = [abs(float(C.hutchpp_trace(op, budget, seed=s)) - trace) / abs(trace) for s in range(seeds)]
+            rows.append({"problem": name, "quantity": f"trace, median of {seeds} seeds (Hutchinson vs Hutch++)",
+                         "seed": "-", "pyhessian_hvps": budget, "pyhessian_error": statistics.median(hutch),
+                         "ours_hvps": budget, "ours_error": statistics.median(pp)})
     return rows
 
 

@@ -157,3 +157,25 @@ def test_conv_patches_equal_unfold(padding, stride):
     assert patches.shape[2] == out.shape[2] * out.shape[3]
     expected = (conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:]) + conv.bias[:, None, None]
     torch.testing.assert_close(expected, out)
+
+
+def test_layers_off_the_loss_path_and_layers_never_called():
+    X, y = cases()["mlp-ce"][2]
+
+    class WithSpare(nn.Module):
+        def __init__(self, call_spare):
+            super().__init__()
+            self.fc, self.spare, self.call_spare = nn.Linear(3, 3), nn.Linear(3, 2), call_spare
+
+        def forward(self, x):
+            if self.call_spare:
+                self.spare(x)  # computed, then discarded: it does not reach the loss
+            return self.fc(x)
+
+    model = WithSpare(True).double()
+    d = C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y))
+    assert torch.all(d["spare.weight"] == 0) and torch.all(d["spare.bias"] == 0)
+    torch.testing.assert_close(lt.Objective(model, nn.CrossEntropyLoss(), (X, y)).flatten(d),
+                               C.GGNOperator(model, nn.CrossEntropyLoss(), (X, y)).to_dense().diagonal())
+    with pytest.raises(C.UnsupportedLayerError, match=r"\['spare'\].*not called"):
+        C.diag_fisher(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))

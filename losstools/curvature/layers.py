@@ -192,13 +192,20 @@ def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: t
     """
     with _recording(layers) as (inputs, outputs):
         out = obj.outputs(theta.detach().requires_grad_(True), X)
+    silent = [layer.name for layer in layers if layer.name not in outputs]
+    if silent:
+        raise UnsupportedLayerError(f"layer(s) {silent} hold selected parameters but are not called in the forward "
+                                    "pass; leave their parameters out with params=...")
     V = vectors(out.detach(), y)
     grad_outputs = V.permute(2, 0, 1).reshape(V.shape[-1], *out.shape)
     targets = [outputs[layer.name] for layer in layers]
     if len(grad_outputs) == 1:  # one column: a plain backward pass, no vmap
-        deltas = [d.unsqueeze(0) for d in torch.autograd.grad(out, targets, grad_outputs[0])]
+        deltas = [d if d is None else d.unsqueeze(0)
+                  for d in torch.autograd.grad(out, targets, grad_outputs[0], allow_unused=True)]
     else:
-        deltas = torch.autograd.grad(out, targets, grad_outputs, is_grads_batched=True)
+        deltas = torch.autograd.grad(out, targets, grad_outputs, is_grads_batched=True, allow_unused=True)
+    deltas = [torch.zeros(len(grad_outputs), *z.shape, dtype=z.dtype, device=z.device) if d is None else d
+              for d, z in zip(deltas, targets)]  # a layer whose output does not reach the loss
     return [(_layer_input(layer, inputs[layer.name]), _layer_delta(layer, d)) for layer, d in zip(layers, deltas)]
 
 

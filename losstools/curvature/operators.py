@@ -32,7 +32,7 @@ from ..objective import Batch, Objective, ParamFilter
 from .exact import auto_chunk, hessian_diag
 from .layers import output_vectors
 from .memory import check_dense
-from .passes import data_mean, generator, global_count
+from .passes import data_mean, distributed, generator, global_count
 
 LIKELIHOODS = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.MSELoss)
 
@@ -144,6 +144,8 @@ class HessianOperator(CurvatureOperator):
 
     def diagonal(self) -> torch.Tensor:
         """The exact Hessian diagonal (P,): P restricted products (``exact.hessian_diag``); single process only."""
+        if distributed():
+            raise RuntimeError("HessianOperator.diagonal() is exact but not distributed; use hutchinson_diag(op)")
         return hessian_diag(self.objective, self.theta)
 
 
