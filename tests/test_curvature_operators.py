@@ -142,6 +142,7 @@ def test_unsupported_layers_are_named():
         C.FisherOperator(model, nn.L1Loss(), (X, torch.zeros(12, 3, dtype=torch.float64)))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("padding", [0, 2, "same", (1, 0)])
 @pytest.mark.parametrize("stride", [1, (2, 1)])
 def test_conv_patches_equal_unfold(padding, stride):
@@ -179,3 +180,17 @@ def test_layers_off_the_loss_path_and_layers_never_called():
                                C.GGNOperator(model, nn.CrossEntropyLoss(), (X, y)).to_dense().diagonal())
     with pytest.raises(C.UnsupportedLayerError, match=r"\['spare'\].*not called"):
         C.diag_fisher(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))
+
+
+def test_progress_bar_on_long_passes_only(monkeypatch, capsys):
+    from losstools.curvature import passes
+
+    model, loss_fn, (X, y) = cases()["mlp-ce"]
+    batches = [(X[i : i + 3], y[i : i + 3]) for i in range(0, 12, 3)]
+    C.diag_ggn(model, loss_fn, batches)  # far below the 2 s delay: silent
+    assert "diagonal" not in capsys.readouterr().err
+    monkeypatch.setattr(passes, "PROGRESS_DELAY", 0.0)
+    C.diag_ggn(model, loss_fn, batches)
+    assert "the GGN diagonal" in capsys.readouterr().err
+    C.diag_ggn(model, loss_fn, batches, progress=False)
+    assert capsys.readouterr().err == ""
