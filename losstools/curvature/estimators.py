@@ -116,7 +116,7 @@ class _Lanczos:
 
 
 def lanczos(op, k: int = 1, tol: float = 1e-4, max_steps: int | None = None, which: str = "largest",
-            seed: int | torch.Generator | None = 0, check_every: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+            seed: int | torch.Generator | None = 0, check_every: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k eigenpairs of a symmetric operator: (values (k,), unit vectors (P, k)), wanted ones first.
 
     ``which``: "largest" (algebraic) or "magnitude" (largest |lambda|, what power iteration finds).

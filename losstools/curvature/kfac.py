@@ -38,6 +38,8 @@ class KFACOperator(CurvatureOperator):
                  theta: torch.Tensor | None = None, progress: bool = True):
         if kind not in ("exact", "mc", "empirical"):
             raise ValueError(f"unknown K-FAC kind {kind!r}; choose 'exact', 'mc' or 'empirical'")
+        if int(mc_samples) < 1:
+            raise ValueError(f"mc_samples must be a positive integer, got {mc_samples}")
         super().__init__(model, loss_fn, data, params, theta, progress)
         obj = self.objective
         self.kind = kind

@@ -4,15 +4,13 @@ Every operator is a symmetric (P, P) matrix over the Objective's flat parameters
 ``params``), of the **mean** loss over all examples of ``data`` (any iterable of batches; summed
 over the ranks of a ``torch.distributed`` group), on the parameters' device and dtype:
 
-==========================  =======================================================  ======================
-class                       matrix                                                   cost of ``op @ v``
-==========================  =======================================================  ======================
-:class:`HessianOperator`    H = (1/N) sum_n d^2 l_n / d theta^2                      ~3 gradients
-:class:`GGNOperator`        G = (1/N) sum_n J_n^T H_n J_n (H_n: output Hessian)      ~2 gradients
-:class:`FisherOperator`     true Fisher E_y~p[g g^T] (exact = GGN) or Monte-Carlo    ~2 gradients
-:class:`EmpiricalFisherOperator`  (1/N) sum_n g_n g_n^T, data labels                 ~2 gradients
-``KFACOperator`` (kfac.py)  per layer G_l kron A_l                                   tiny matmuls
-==========================  =======================================================  ======================
+- :class:`HessianOperator`: H = (1/N) sum_n d^2 l_n / d theta^2 (indefinite in general);
+- :class:`GGNOperator`: G = (1/N) sum_n J_n^T H_n J_n, H_n the Hessian of l_n w.r.t. the outputs;
+- :class:`FisherOperator`: the true Fisher E_{y~p}[g g^T] (exact: equals G) or its Monte-Carlo version;
+- :class:`EmpiricalFisherOperator`: (1/N) sum_n g_n g_n^T with the data's labels;
+- ``KFACOperator`` (kfac.py): per layer G_l kron A_l, products through tiny matrices.
+
+A product with the first four costs about 2-3 gradients (benchmarks/curvature.py) per column.
 
 ``op @ M`` takes (P,) or (P, k); ``to_dense()`` builds the matrix behind the memory guard,
 ``to_scipy()`` gives a ``scipy.sparse.linalg.LinearOperator`` (e.g. for ``eigsh``), ``diagonal()``
@@ -32,7 +30,7 @@ from ..objective import Batch, Objective, ParamFilter
 from .exact import auto_chunk, hessian_diag
 from .layers import output_vectors
 from .memory import check_dense
-from .passes import data_mean, distributed, generator, global_count
+from .passes import all_reduce_sum, data_mean, distributed, generator, global_count
 
 LIKELIHOODS = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.MSELoss)
 
@@ -123,22 +121,25 @@ class CurvatureOperator:
 
 
 class HessianOperator(CurvatureOperator):
-    """The Hessian of the mean loss; ``op @ v`` by reverse-over-forward differentiation, grad_theta (J_theta l . v).
+    """The Hessian of the mean loss, by automatic differentiation.
 
-    Reverse-over-forward measured ~15% faster than forward-over-reverse (``Objective.hvp``) on an
-    MLP and a LeNet (benchmarks/curvature.py); columns of a matrix are vmapped.
+    One vector: reverse-over-forward, grad_theta (d/dt l(theta + t v)); several columns: vmapped
+    forward-over-reverse (``Objective.hvp``). Each was the faster one in its case, by 15-35 %, on an
+    MLP and a LeNet (benchmarks/curvature.py).
     """
 
     name = "Hessian"
 
     def _matmat(self, M):
         obj, theta = self.objective, self.theta
+        if M.shape[1] > 1:
+            return all_reduce_sum(obj.hvp(M, theta) * obj.num_examples) / self.num_examples
 
         def batch_sum(X, y):
-            def directional(th, u):  # d/dt l(th + t u) at t = 0
-                return jvp(lambda t: obj.batch_loss(t, X, y), (th,), (u,))[1]
+            def directional(th):  # d/dt l(th + t v) at t = 0
+                return jvp(lambda t: obj.batch_loss(t, X, y), (th,), (M[:, 0],))[1]
 
-            return columns(lambda u: grad(directional)(theta, u), M, 1, 1) * len(X)
+            return grad(directional)(theta).unsqueeze(1) * len(X)
 
         return data_mean(obj, batch_sum, self.progress, "Hessian product")
 
