@@ -226,13 +226,27 @@ def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dic
     return result
 
 
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """sum over the leading dimensions of x x^T for x (..., n, T): one matmul when T = 1, batched otherwise."""
+    if x.shape[-1] == 1:
+        flat = x.reshape(-1, x.shape[-2])
+        return flat.T @ flat
+    return torch.matmul(x, x.transpose(-1, -2)).flatten(0, -3).sum(0)
+
+
 def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch sums of the K-FAC factors: A = sum_{n,t} a a^T / T (I', I'), G = sum_{n,k,t} d d^T (O, O).
 
-    a is padded with a row of ones when the bias is selected (and replaced by it when only the
-    bias is): the factors then cover the joint (weight, bias) block.
+    With a selected bias, a is padded with a 1 (A gains a row and column [sum a, N T] / T); with
+    only the bias selected, A is (1, 1). The factors then cover the joint (weight, bias) block.
     """
-    parts = ([a] if layer.weight is not None else []) + ([a.new_ones(len(a), 1, a.shape[2])] if layer.bias is not None else [])
-    a = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
     T = d.shape[3]
-    return torch.einsum("bit,bjt->ij", a, a) / T, torch.einsum("kbot,kbpt->op", d, d)
+    count = a.new_tensor([[float(len(a) * T)]])
+    if layer.weight is None:
+        A = count
+    else:
+        A = _gram(a)
+        if layer.bias is not None:
+            s = a.sum((0, 2))[:, None]
+            A = torch.cat([torch.cat([A, s], 1), torch.cat([s.T, count], 1)], 0)
+    return A / T, _gram(d)
