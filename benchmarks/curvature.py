@@ -206,9 +206,17 @@ def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dic
         value, count = power_iteration(op, seed=seed)
         op.matvecs = 0
         ours = float(C.lanczos(op, k=1, tol=1e-3, seed=seed)[0][0])
-        rows.append({"problem": name, "quantity": "top eigenvalue", "seed": seed, "pyhessian_hvps": count,
-                     "pyhessian_error": abs(value - reference) / abs(reference), "ours_hvps": op.matvecs,
+        target = abs(value - reference) / abs(reference)
+        rows.append({"problem": name, "quantity": "top eigenvalue (Lanczos, tol 1e-3 on the residual)", "seed": seed,
+                     "pyhessian_hvps": count, "pyhessian_error": target, "ours_hvps": op.matvecs,
                      "ours_error": abs(ours - reference) / abs(reference)})
+        for steps in range(1, count + 1):  # the fewest Lanczos steps that reach PyHessian's accuracy
+            error = abs(float(C.lanczos(op, k=1, tol=0.0, max_steps=steps, seed=seed)[0][0]) - reference) / abs(reference)
+            if error <= target:
+                break
+        rows.append({"problem": name, "quantity": "top eigenvalue (Lanczos, fewest steps for the same error)",
+                     "seed": seed, "pyhessian_hvps": count, "pyhessian_error": target, "ours_hvps": steps,
+                     "ours_error": error})
     if exact_diag is not None:
         trace = float(exact_diag.sum())
         for seed in range(seeds):
