@@ -309,6 +309,8 @@ def pruning_outcomes(records: Sequence[dict], title: str = "Loss preserved vs. n
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
 
 # ----------------------------------------------------------------------------- curvature zoo (notebook 02)
 def matrix_grid(matrices: dict, boundaries: Sequence[int] = (), ncols: int | None = None) -> Figure:
