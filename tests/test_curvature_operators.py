@@ -1,0 +1,196 @@
+"""Curvature operators and per-layer diagonals against the dense float64 oracles of losstools.curvature.exact."""
+import numpy as np
+import pytest
+import torch
+from scipy.sparse.linalg import aslinearoperator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import losstools as lt
+from losstools import curvature as C
+
+from .curvature_cases import cases
+
+OPERATORS = [C.HessianOperator, C.GGNOperator, C.FisherOperator, C.EmpiricalFisherOperator]
+
+
+def per_example_gradients(model, loss_fn, X, y):
+    return torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad() for i in range(len(X))])
+
+
+def oracle(cls, model, loss_fn, data):
+    obj = lt.Objective(model, loss_fn, data)
+    if cls is C.HessianOperator:
+        return lt.hessian(obj)
+    if cls is C.EmpiricalFisherOperator:
+        g = per_example_gradients(model, loss_fn, *data)
+        return g.T @ g / len(g)
+    return lt.ggn(obj)
+
+
+@pytest.mark.parametrize("name", list(cases()))
+@pytest.mark.parametrize("cls", OPERATORS, ids=lambda c: c.__name__)
+def test_operator_matches_dense_oracle(name, cls):
+    model, loss_fn, data = cases()[name]
+    op = cls(model, loss_fn, data)
+    expected = oracle(cls, model, loss_fn, data)
+    torch.testing.assert_close(op.to_dense(), expected, rtol=1e-9, atol=1e-12)
+    v = torch.randn(op.num_params, 3, dtype=torch.float64)
+    torch.testing.assert_close(op @ v, expected @ v)
+    torch.testing.assert_close(op @ v[:, 0], expected @ v[:, 0])
+    if cls is not C.HessianOperator or name == "mlp-ce":  # the exact Hessian diagonal costs P products
+        torch.testing.assert_close(op.diagonal(), expected.diagonal(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mlp-ce", "mlp-mse", "cnn-ce"])
+@pytest.mark.parametrize("name_diag", ["ggn", "ef"])
+def test_layer_diagonals_match_dense(name, name_diag):
+    model, loss_fn, data = cases()[name]
+    obj = lt.Objective(model, loss_fn, data)
+    cls = C.GGNOperator if name_diag == "ggn" else C.EmpiricalFisherOperator
+    d = C.diag_ggn(model, loss_fn, data) if name_diag == "ggn" else C.diag_fisher(model, loss_fn, data)
+    torch.testing.assert_close(obj.flatten(d), oracle(cls, model, loss_fn, data).diagonal(), rtol=1e-9, atol=1e-12)
+
+
+def test_monte_carlo_fisher_operator_is_a_fixed_matrix_and_unbiased():
+    model, loss_fn, data = cases()["mlp-ce"]
+    exact = lt.ggn(lt.Objective(model, loss_fn, data))
+    op = C.FisherOperator(model, loss_fn, data, mc_samples=3, seed=5)
+    first = op.to_dense()
+    torch.testing.assert_close(op.to_dense(), first, rtol=0, atol=0)  # the same labels in every product
+    torch.testing.assert_close(op.diagonal(), first.diagonal())
+    runs = torch.stack([C.FisherOperator(model, loss_fn, data, mc_samples=3, seed=s).to_dense() for s in range(150)])
+    standard_error = runs.std(0) / len(runs) ** 0.5
+    assert torch.all((runs.mean(0) - exact).abs() <= 5 * standard_error + 1e-12)
+    assert not torch.allclose(first, exact, rtol=1e-2)
+
+
+def test_batches_and_dataloaders_give_the_whole_dataset_mean():
+    model, loss_fn, (X, y) = cases()["cnn-ce"]
+    uneven = [(X[:5], y[:5]), (X[5:6], y[5:6]), (X[6:], y[6:])]
+    loader = DataLoader(TensorDataset(X, y), batch_size=5)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), 2, dtype=torch.float64)
+    for cls in OPERATORS:
+        whole = cls(model, loss_fn, (X, y)) @ v
+        for data in (uneven, loader):
+            torch.testing.assert_close(cls(model, loss_fn, data) @ v, whole)
+    obj = lt.Objective(model, loss_fn, (X, y))
+    for fn in (lambda d: C.diag_ggn(model, loss_fn, d), lambda d: C.diag_fisher(model, loss_fn, d),
+               lambda d: C.kfac(model, loss_fn, d).diagonal()):
+        whole = fn((X, y))
+        whole = whole if torch.is_tensor(whole) else obj.flatten(whole)
+        for data in (uneven, loader):
+            got = fn(data)
+            torch.testing.assert_close(got if torch.is_tensor(got) else obj.flatten(got), whole)
+
+
+def test_scipy_operator_and_eigsh():
+    from scipy.sparse.linalg import eigsh
+
+    model, loss_fn, data = cases()["mlp-ce"]
+    op = C.HessianOperator(model, loss_fn, data)
+    H = lt.hessian(lt.Objective(model, loss_fn, data)).numpy()
+    A = op.to_scipy()
+    x = np.random.default_rng(0).standard_normal((op.num_params, 2))
+    np.testing.assert_allclose(A @ x, H @ x, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(A.matvec(x[:, 0]), H @ x[:, 0], rtol=1e-10, atol=1e-13)
+    values = eigsh(A, k=3, which="LA", tol=1e-10)[0]
+    np.testing.assert_allclose(np.sort(values), np.sort(np.linalg.eigvalsh(H))[-3:], rtol=1e-8)
+    assert aslinearoperator(A).dtype == np.float64
+
+
+def test_float32_follows_parameters():
+    model, loss_fn, (X, y) = cases()["cnn-ce"]
+    model32 = model.float()
+    reference = C.GGNOperator(model.double(), loss_fn, (X, y)).to_dense()
+    op = C.GGNOperator(model32.float(), loss_fn, (X.float(), y))
+    dense = op.to_dense()
+    assert dense.dtype == torch.float32 and op.to_scipy().dtype == np.float32
+    torch.testing.assert_close(dense.double(), reference, rtol=1e-4, atol=1e-6)
+    d = C.diag_ggn(model32.float(), loss_fn, (X.float(), y))
+    assert all(t.dtype == torch.float32 for t in d.values())
+
+
+def test_memory_guard_and_model_unchanged():
+    model, loss_fn, data = cases()["mlp-ce"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    op = C.GGNOperator(model, loss_fn, data)
+    with pytest.raises(C.DenseTooLargeError, match="GGN"):
+        op.to_dense(max_bytes=100)
+    C.diag_ggn(model, loss_fn, data)
+    C.kfac(model, loss_fn, data)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match=r"expected \(31,\)"):
+        op @ torch.zeros(5, dtype=torch.float64)
+
+
+def test_unsupported_layers_are_named():
+    X, y = cases()["mlp-ce"][2]
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 3)).double()
+    with pytest.raises(C.UnsupportedLayerError, match=r"'1.weight'.*'1' \(LayerNorm\)"):
+        C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y))
+    with pytest.raises(C.UnsupportedLayerError, match="K-FAC"):
+        C.kfac(model, nn.CrossEntropyLoss(), (X, y))
+    d = C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y), params="weights")  # LayerNorm frozen: fine
+    assert set(d) == {"0.weight", "2.weight"}
+    shared = nn.Linear(3, 3).double()
+    tied = nn.Sequential(shared, nn.Tanh(), shared)
+    with pytest.raises(C.UnsupportedLayerError, match="more than once"):
+        C.diag_fisher(tied, nn.CrossEntropyLoss(), (X, y))
+    with pytest.raises(ValueError, match="true Fisher needs a likelihood"):
+        C.FisherOperator(model, nn.L1Loss(), (X, torch.zeros(12, 3, dtype=torch.float64)))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("padding", [0, 2, "same", (1, 0)])
+@pytest.mark.parametrize("stride", [1, (2, 1)])
+def test_conv_patches_equal_unfold(padding, stride):
+    from losstools.curvature.layers import _patches
+
+    dilation = 1 if padding == "same" and stride != 1 else 2
+    if padding == "same":
+        stride = 1
+    conv = nn.Conv2d(2, 3, (3, 2), stride=stride, padding=padding, dilation=dilation)
+    x = torch.randn(4, 2, 9, 8)
+    out = conv(x)
+    patches = _patches(conv, x)
+    assert patches.shape[2] == out.shape[2] * out.shape[3]
+    expected = (conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:]) + conv.bias[:, None, None]
+    torch.testing.assert_close(expected, out)
+
+
+def test_layers_off_the_loss_path_and_layers_never_called():
+    X, y = cases()["mlp-ce"][2]
+
+    class WithSpare(nn.Module):
+        def __init__(self, call_spare):
+            super().__init__()
+            self.fc, self.spare, self.call_spare = nn.Linear(3, 3), nn.Linear(3, 2), call_spare
+
+        def forward(self, x):
+            if self.call_spare:
+                self.spare(x)  # computed, then discarded: it does not reach the loss
+            return self.fc(x)
+
+    model = WithSpare(True).double()
+    d = C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y))
+    assert torch.all(d["spare.weight"] == 0) and torch.all(d["spare.bias"] == 0)
+    torch.testing.assert_close(lt.Objective(model, nn.CrossEntropyLoss(), (X, y)).flatten(d),
+                               C.GGNOperator(model, nn.CrossEntropyLoss(), (X, y)).to_dense().diagonal())
+    with pytest.raises(C.UnsupportedLayerError, match=r"\['spare'\].*not called"):
+        C.diag_fisher(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))
+
+
+def test_progress_bar_on_long_passes_only(monkeypatch, capsys):
+    from losstools.curvature import passes
+
+    model, loss_fn, (X, y) = cases()["mlp-ce"]
+    batches = [(X[i : i + 3], y[i : i + 3]) for i in range(0, 12, 3)]
+    C.diag_ggn(model, loss_fn, batches)  # far below the 2 s delay: silent
+    assert "diagonal" not in capsys.readouterr().err
+    monkeypatch.setattr(passes, "PROGRESS_DELAY", 0.0)
+    C.diag_ggn(model, loss_fn, batches)
+    assert "the GGN diagonal" in capsys.readouterr().err
+    C.diag_ggn(model, loss_fn, batches, progress=False)
+    assert capsys.readouterr().err == ""
