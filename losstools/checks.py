@@ -421,49 +421,49 @@ def check_trust_radius(t, obj: Objective, direction: torch.Tensor, tol: float = 
 
 
 # ------------------------------------------------------------------------------ pruning (notebook 03)
-def check_qm_saliency(answer, theta: float, grad: float, diag: float, reg: float = 0.0) -> bool:
-    """Check a hand-computed QM saliency r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2 of one weight."""
-    from .pruning import saliency
-
-    expected = float(saliency("qm", *(torch.tensor([float(v)], dtype=torch.float64) for v in (theta, grad, diag)),
-                              reg=float(reg))[0])
+def _not_a_number(answer, what: str) -> Feedback:
+    """Feedback on an answer that is no number: not yet given (None), or not one finite number."""
     if answer is None:
-        print("No answer yet: replace None by your number.")
-        return False
-    value = float(answer)
-    if math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9):
-        print(f"Correct: r = {expected:.6g}.")
-        return True
-    inner = -grad * theta + 0.5 * diag * theta**2
-    if math.isclose(value, abs(grad * theta + 0.5 * diag * theta**2) + 0.5 * reg * theta**2, rel_tol=1e-6):
-        hint = "the step is dtheta = -theta, so the linear term is g * dtheta = -g * theta"
-    elif math.isclose(value, inner + 0.5 * reg * theta**2, rel_tol=1e-6):
-        hint = "take the absolute value of the predicted change before adding the penalty"
-    elif math.isclose(value, abs(inner), rel_tol=1e-6):
-        hint = "add the step-norm penalty 1/2 lambda theta^2"
-    else:
-        hint = "r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2"
-    print(f"Not yet: {value:.6g} is not the QM saliency. Hint: {hint}.")
-    return False
+        return Feedback(False, f"replace None by your {what} (a number or a 0-d tensor).", answered=False)
+    return Feedback(False, f"your {what} should be one finite number (a float or a 0-d tensor), got {answer!r}.")
 
-def _verdict(ok: bool, message: str, hint: str) -> bool:
-    print(f"Correct! {message}" if ok else f"Not yet: {hint}")
-    return ok
+
+def check_qm_saliency(answer, theta: float, grad: float, diag: float, reg: float = 0.0) -> Feedback:
+    """Check a hand-computed QM saliency r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2 of one weight."""
+    value = _as_number(answer)
+    if value is None:
+        return _not_a_number(answer, "saliency")
+    theta, grad, diag, reg = (float(v) for v in (theta, grad, diag, reg))
+    inner, penalty = -grad * theta + 0.5 * diag * theta**2, 0.5 * reg * theta**2
+    expected = abs(inner) + penalty
+    if _close(value, expected, 1e-6):
+        return Feedback(True, f"r = {expected:.6g}.")
+    mistakes = [
+        (abs(grad * theta + 0.5 * diag * theta**2) + penalty,
+         "the step is dtheta = -theta, so the linear term is g * dtheta = -g * theta"),
+        (inner + penalty, "take the absolute value of the predicted change before adding the penalty"),
+        (abs(inner), "add the step-norm penalty 1/2 lambda theta^2"),
+    ]
+    hint = next((text for candidate, text in mistakes if _close(value, candidate, 1e-6)),
+                "r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2")
+    return Feedback(False, f"{value:.6g} is not the QM saliency.", hint + ".")
 
 
 # ----------------------------------------------------------------------------- curvature (notebook 02)
-def check_hutchinson_standard_error(answer, matrix: torch.Tensor, num_probes: int, rtol: float = 1e-3) -> bool:
+def check_hutchinson_standard_error(answer, matrix: torch.Tensor, num_probes: int, rtol: float = 1e-3) -> Feedback:
     """Exercise: the standard error of Hutchinson's trace estimate with ``num_probes`` Rademacher probes.
 
-    Expected: sqrt( 2 (||A||_F^2 - sum_i A_ii^2) / m ) (only the off-diagonal entries add variance).
+    Expected: sqrt( 2 (||A||_F^2 - sum_i A_ii^2) / m ) (only the off-diagonal entries add variance), i.e.
+    :func:`hutchinson_std` of the symmetric ``matrix`` (P, P) divided by sqrt(m).
     """
-    if answer is None:
-        return _verdict(False, "", "replace None by your formula (a number or a 0-d tensor).")
-    A = matrix.detach().double()
-    expected = float((2 * ((A**2).sum() - (A.diagonal() ** 2).sum()) / num_probes).sqrt())
-    value = float(answer)
-    ok = abs(value - expected) <= rtol * expected
-    hint = ("for one probe, Var[z^T A z] = 2 sum_{i != j} A_ij^2 (z_i^2 = 1 removes the diagonal); "
-            f"average over m probes divides the variance by m. Your value {value:.4g} is off by "
-            f"a factor {value / expected:.3g}." if expected else "check your formula.")
-    return _verdict(ok, f"standard error = {expected:.4g}.", hint)
+    value = _as_number(answer)
+    if value is None:
+        return _not_a_number(answer, "formula")
+    expected = hutchinson_std(matrix.detach().double()).item() / math.sqrt(num_probes)
+    if _close(value, expected, rtol):
+        return Feedback(True, f"standard error = {expected:.4g}.")
+    if not expected:
+        return Feedback(False, f"{value:.4g} is not the standard error: check your formula.")
+    return Feedback(False, f"your value {value:.4g} is off by a factor {value / expected:.3g}.",
+                    "for one probe, Var[z^T A z] = 2 sum_{i != j} A_ij^2 (z_i^2 = 1 removes the diagonal); "
+                    "average over m probes divides the variance by m.")

@@ -33,10 +33,11 @@ def test_zoo_plots_return_figures():
     assert isinstance(plotting.spectral_density(grid, np.exp(-grid**2), markers=[0.5]), Figure)
 
 
-def test_hutchinson_standard_error_check(capsys):
+def test_hutchinson_standard_error_check():
     A = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
-    assert check_hutchinson_standard_error(torch.tensor((2 * 2 / 10) ** 0.5), A, 10)  # off-diagonal: 1^2 + 1^2
-    assert "Correct" in capsys.readouterr().out
-    assert not check_hutchinson_standard_error(1.0, A, 10)
-    assert "Not yet" in capsys.readouterr().out
-    assert not check_hutchinson_standard_error(None, A, 10)
+    feedback = check_hutchinson_standard_error(torch.tensor((2 * 2 / 10) ** 0.5), A, 10)  # off-diagonal: 1^2 + 1^2
+    assert feedback and repr(feedback).startswith("Correct")
+    feedback = check_hutchinson_standard_error(1.0, A, 10)
+    assert not feedback and repr(feedback).startswith("Not yet") and "factor" in repr(feedback)
+    feedback = check_hutchinson_standard_error(None, A, 10)
+    assert not feedback and feedback.status == "not yet"

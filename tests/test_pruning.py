@@ -283,14 +283,16 @@ def test_tables_follow_the_papers_definitions():
     assert t2["mp"] == pytest.approx((4.0, 1.0, 2)) and t2["qm"] == pytest.approx((5.5, 4.5, 2))  # best over steps too
 
 
-def test_check_qm_saliency(capsys):
+def test_check_qm_saliency():
     from losstools.checks import check_qm_saliency
 
     # theta=2, g=0.5, d=3, lambda=1: |-1 + 6| + 2 = 7 (by hand)
     assert check_qm_saliency(7.0, 2.0, 0.5, 3.0, 1.0)
-    assert not check_qm_saliency(5.0, 2.0, 0.5, 3.0, 1.0) and "penalty" in capsys.readouterr().out
-    assert not check_qm_saliency(9.0, 2.0, 0.5, 3.0, 1.0) and "-g * theta" in capsys.readouterr().out
-    assert not check_qm_saliency(None, 2.0, 0.5, 3.0, 1.0)
+    assert check_qm_saliency(torch.tensor(7.0), 2.0, 0.5, 3.0, 1.0)  # a 0-d tensor is fine too
+    assert not (feedback := check_qm_saliency(5.0, 2.0, 0.5, 3.0, 1.0)) and "penalty" in repr(feedback)
+    assert not (feedback := check_qm_saliency(9.0, 2.0, 0.5, 3.0, 1.0)) and "-g * theta" in repr(feedback)
+    assert not (feedback := check_qm_saliency(None, 2.0, 0.5, 3.0, 1.0)) and feedback.status == "not yet"
+    assert not (feedback := check_qm_saliency([7.0, 7.0], 2.0, 0.5, 3.0, 1.0)) and feedback.status == "wrong"
 
 
 def test_prune_command_line_writes_tables_and_figures(tmp_path, capsys):
