@@ -2,9 +2,10 @@
 from . import data, models
 from .curvature import DenseTooLargeError, eigh, eigvalsh, ggn, hessian, hessian_blocks, hessian_diag, set_memory_budget
 from .objective import Objective, select_parameters
+from . import curvature, directions, pruning, taylor
 
 __version__ = "0.1.0"
 __all__ = [
-    "DenseTooLargeError", "Objective", "data", "eigh", "eigvalsh", "ggn", "hessian", "hessian_blocks",
-    "hessian_diag", "models", "select_parameters", "set_memory_budget",
+    "DenseTooLargeError", "Objective", "curvature", "data", "directions", "eigh", "eigvalsh", "ggn", "hessian",
+    "hessian_blocks", "hessian_diag", "models", "pruning", "select_parameters", "set_memory_budget", "taylor",
 ]
