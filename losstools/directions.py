@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from .curvature import eigh, ggn, hessian
+from .curvature.passes import generator
 from .objective import Objective, layer_weight_names
 
 NORMALIZATIONS = ("global", "layer", "filter", None)
@@ -63,8 +64,7 @@ def gradient(obj: Objective, theta: torch.Tensor | None = None, normalize: str |
 def random(obj: Objective, seed: int | torch.Generator = 0, normalize: str | None = "global",
            theta: torch.Tensor | None = None) -> torch.Tensor:
     """A standard Gaussian direction drawn on the parameters' device from ``seed`` (or a Generator)."""
-    generator = seed if isinstance(seed, torch.Generator) else torch.Generator(obj.device).manual_seed(int(seed))
-    d = torch.randn(obj.num_params, generator=generator, device=obj.device, dtype=obj.dtype)
+    d = torch.randn(obj.num_params, generator=generator(seed, obj.device), device=obj.device, dtype=obj.dtype)
     return _normalize(obj, d, normalize, theta)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import grad, jvp, vjp, vmap
 
 from ..objective import Batch, Objective, ParamFilter
-from .exact import auto_chunk, hessian_diag
+from .exact import _basis_chunks, auto_chunk, hessian_diag
 from .layers import output_vectors
 from .memory import check_dense
 from .passes import all_reduce_sum, data_mean, distributed, generator, global_count
@@ -100,10 +100,8 @@ class CurvatureOperator:
         check_dense(self.num_params, self.num_params, self.dtype, self.name, max_bytes)
         P, chunk = self.num_params, auto_chunk(self.objective, chunk_size)
         dense = torch.empty(P, P, dtype=self.dtype, device=self.device)
-        for start in range(0, P, chunk):
-            E = torch.zeros(P, min(chunk, P - start), dtype=self.dtype, device=self.device)
-            E[torch.arange(start, start + E.shape[1]), torch.arange(E.shape[1])] = 1
-            dense[:, start : start + E.shape[1]] = self @ E
+        for start, E in _basis_chunks(P, chunk, dense):
+            dense[:, start : start + len(E)] = self @ E.T
         return dense
 
     def to_scipy(self) -> LinearOperator:
