@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import grad, jvp, vmap
 
 from ..objective import Objective, _mean_squared_error
+from .passes import progress_bar
 
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.Softplus, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Identity,
                nn.Softsign, nn.Tanhshrink, nn.Mish, nn.CELU, nn.SELU)
@@ -116,8 +117,11 @@ class LinearChain:
         M = vmap(lambda e: jvp(g, (Z,), (e,))[1], out_dims=2)(E)
         return g(Z), M
 
-    def chunks(self, theta: torch.Tensor, chunk_size: int | None = None) -> Iterator[Chunk]:
-        """Per-example quantities, chunk by chunk of examples, over all batches of the objective."""
+    def per_example(self, theta: torch.Tensor, chunk_size: int | None = None,
+                    bytes_per_example: int | None = None) -> Iterator[tuple]:
+        """Forward quantities chunk by chunk of examples, over all batches of the objective:
+        (xs, d1s, d2s, delta (n, C), M (n, C, C), Ws), delta and M weighted for the mean over all examples.
+        Chunks hold ``chunk_size`` examples (default: about ``_CHUNK_BYTES`` at ``bytes_per_example``)."""
         obj = self.obj
         params = obj.params_dict(theta)
         Ws = [params[layer.weight] for layer in self.layers]
@@ -126,19 +130,25 @@ class LinearChain:
             delta, M = self._head(Z, y)
             w = len(X) / obj.num_examples
             delta, M = delta * w, M * w
-            step = chunk_size or self._auto_chunk(len(X))
+            step = chunk_size or self._auto_chunk(len(X), bytes_per_example)
             for s in range(0, len(X), step):
                 rows = slice(s, s + step)
-                yield self._backward([x[rows] for x in xs], [d[rows] for d in d1s], [d[rows] for d in d2s],
-                                     delta[rows], M[rows], Ws)
+                yield [x[rows] for x in xs], [d[rows] for d in d1s], [d[rows] for d in d2s], delta[rows], M[rows], Ws
 
-    def _auto_chunk(self, n: int) -> int:
-        """Examples per chunk: about ``_CHUNK_BYTES`` of per-example matrices (M_l, T, products)."""
-        params = self.obj.params_dict(self.obj.theta)
-        outs = [params[layer.weight].shape[0] for layer in self.layers]
-        widths = [sum(p.width for p in layer.parts) for layer in self.layers]
-        per_example = sum(o * o for o in outs) + 4 * max(outs) ** 2 + 2 * max(widths) ** 2
-        return max(1, min(n, _CHUNK_BYTES // (per_example * self.obj.theta.element_size())))
+    def chunks(self, theta: torch.Tensor, chunk_size: int | None = None) -> Iterator[Chunk]:
+        """Per-example quantities with the full per-example M_l, chunk by chunk of examples."""
+        for xs, d1s, d2s, delta, M, Ws in self.per_example(theta, chunk_size):
+            yield self._backward(xs, d1s, d2s, delta, M, Ws)
+
+    def _auto_chunk(self, n: int, bytes_per_example: int | None = None) -> int:
+        """Examples per chunk: about ``_CHUNK_BYTES`` of per-example matrices (default: M_l, T, products)."""
+        if bytes_per_example is None:
+            params = self.obj.params_dict(self.obj.theta)
+            outs = [params[layer.weight].shape[0] for layer in self.layers]
+            widths = [sum(p.width for p in layer.parts) for layer in self.layers]
+            per_example = sum(o * o for o in outs) + 4 * max(outs) ** 2 + 2 * max(widths) ** 2
+            bytes_per_example = per_example * self.obj.theta.element_size()
+        return max(1, min(n, _CHUNK_BYTES // max(1, bytes_per_example)))
 
     def _backward(self, xs, d1s, d2s, delta, M, Ws) -> Chunk:
         L = len(self.layers)
@@ -290,13 +300,61 @@ def _mirror(chain: LinearChain, theta: torch.Tensor, out: torch.Tensor) -> None:
             out[cols, rows] = out[rows, cols].T
 
 
-def diagonal(chain: LinearChain, theta: torch.Tensor, out: torch.Tensor, chunk_size: int | None = None) -> None:
-    """Add the exact Hessian diagonal into ``out`` (P,): H[(b,a),(b,a)] = sum_n x[n,a]^2 M[n,b,b]."""
-    for ch in chain.chunks(theta, chunk_size):
-        for layer, x, M in zip(chain.layers, ch.xs, ch.M):
-            D = (x.square().T @ M.diagonal(dim1=1, dim2=2)).T  # (O, I~)
-            for p in layer.parts:
-                out[p.offset : p.offset + D.shape[0] * p.width].view(D.shape[0], p.width).add_(D[:, p.cols])
+def diagonal(chain: LinearChain, theta: torch.Tensor, out: torch.Tensor, chunk_size: int | None = None,
+             progress: bool = True) -> None:
+    """Add the exact Hessian diagonal into ``out`` (P,): H[(b,a),(b,a)] = sum_n x_l[n,a]^2 diag(M_l)[n,b].
+
+    diag(M_l) never forms the per-example (O_l, O_l) matrices M_l. Unrolling the recursion of the module
+    docstring, M_l = J_l^T M_L J_l + R_l with J_l = dz_L/dz_l (n, C, O_l) and the residual
+    R_l = D_l W_{l+1}^T R_{l+1} W_{l+1} D_l + diag(r_l), r_l = phi_l''(z_l) * (W_{l+1}^T delta_{l+1}), R_L = 0:
+
+    - low-rank part: diag(J_l^T M_L J_l) = sum_c J_l * (M_L J_l), with J_l = (J_{l+1} W_{l+1}) D_l: C
+      backpropagated vectors per example, 2 N C O_{l+1} O_l flops per layer;
+    - residual: R_{L-1} = 0 and R_{L-2} = diag(r) are diagonal, so diag(R_{L-3}) = d^2 * (r @ W^2) + r costs
+      one GEMM. Only below that (nets with more than two hidden layers) is R_l dense per example: it is
+      formed, (n, O_l, O_l), at 4 N O_l^2 O_{l+1} flops per layer, like the full M_l of :func:`dense_hessian`.
+
+    Total for up to two hidden layers: about 2 N (C + 2) P flops after the forward pass (a few backward
+    passes per output class); memory O(chunk x C x max O_l) there, O(chunk x O_l^2) on deeper layers.
+    ``progress`` shows a bar over chunks of examples on passes longer than 2 s.
+    """
+    layers, L = chain.layers, len(chain.layers)
+    with_parts = [l for l, layer in enumerate(layers) if layer.parts]
+    if not with_parts:
+        return
+    lowest = with_parts[0]
+    params = chain.obj.params_dict(theta)
+    outs = [params[layer.weight].shape[0] for layer in layers]
+    dense = [outs[l] for l in range(lowest + 1, L - 2)]  # layers whose residual R_l must be formed
+    per_example = 3 * outs[-1] * max(outs) + 3 * max(dense, default=0) ** 2
+    passes = chain.per_example(theta, chunk_size, per_example * theta.element_size())
+    for xs, d1s, d2s, delta, M, Ws in progress_bar(passes, progress, "Hessian diagonal"):
+        J = g = rho = Q = None  # dz_L/dz_l, dL/dz_l, diagonal and dense parts of R_l (None: zero)
+        for l in range(L - 1, lowest - 1, -1):
+            if l == L - 1:
+                diag_M, g = M.diagonal(dim1=1, dim2=2), delta
+            else:
+                W, d1 = Ws[l + 1], d1s[l]
+                J = (W if J is None else J @ W) * d1.unsqueeze(1)  # (n, C, O_l)
+                back = g @ W  # dL/dx_l
+                residual = torch.zeros_like(back)
+                if rho is not None:
+                    residual = residual + rho @ W.square()
+                if Q is not None:
+                    residual = residual + ((Q @ W) * W).sum(1)
+                r = d2s[l] * back
+                diag_M = (J * torch.bmm(M, J)).sum(1) + d1.square() * residual + r
+                if l - 1 >= lowest and (rho is not None or Q is not None):  # R_l for the layer below
+                    R = torch.diag_embed(rho) if Q is None else Q + torch.diag_embed(rho)
+                    Q = d1.unsqueeze(2) * (W.T @ R @ W) * d1.unsqueeze(1)
+                else:
+                    Q = None
+                rho, g = r, back * d1
+            if layers[l].parts:
+                x = torch.cat([torch.ones_like(xs[l][:, :1]) if p.bias else xs[l] for p in layers[l].parts], 1)
+                D = (x.square().T @ diag_M).T  # (O_l, I~)
+                for p in layers[l].parts:
+                    out[p.offset : p.offset + D.shape[0] * p.width].view(D.shape[0], p.width).add_(D[:, p.cols])
 
 
 def diagonal_blocks(chain: LinearChain, theta: torch.Tensor, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
