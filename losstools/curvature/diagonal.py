@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..objective import Batch, Objective, ParamFilter
-from .layers import backpropagate, output_vectors, squared_gradient_sums, supported_layers
-from .passes import data_mean, generator
+from .layers import backpropagate, chunked_mean, output_vectors, squared_gradient_sums, supported_layers
+from .passes import generator
 
 
 def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Tensor | None = None,
@@ -47,7 +47,7 @@ def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Te
             sums.update(squared_gradient_sums(layer, a, d))
         return obj.flatten(sums)
 
-    return obj._check_finite(data_mean(obj, batch_sum, progress, what), what)
+    return obj._check_finite(chunked_mean(obj, batch_sum, progress, what), what)
 
 
 def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], mc_samples: int | None = None,
@@ -59,7 +59,7 @@ def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch],
     otherwise a Monte-Carlo estimate with ``mc_samples`` sampled labels per example, drawn from
     ``seed`` (an int or a ``torch.Generator`` on the parameters' device). Unbiased.
     ``params`` selects parameters as in :class:`~losstools.Objective` (all must sit in nn.Linear /
-    nn.Conv2d layers); the model is not changed. ``progress`` shows a bar on passes over 2 s.
+    nn.Conv2d layers); the model is not changed. ``progress`` shows a bar (examples done) on passes over 1 s.
 
     >>> d = diag_ggn(net, nn.CrossEntropyLoss(), (X, y))     # doctest: +SKIP
     >>> d["0.weight"].shape == net[0].weight.shape           # doctest: +SKIP

@@ -23,11 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jacrev, vmap
+from tqdm.auto import tqdm
 
 from ..objective import Objective
+from . import passes
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 _CHUNK_ELEMENTS = 2**25  # per-example gradients materialised at once (T > 1 layers)
+EXAMPLES_PER_PASS = 64  # examples backpropagated at once by the per-layer passes (memory ~ K x this x activations)
 
 
 class UnsupportedLayerError(ValueError):
@@ -89,6 +92,30 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def chunked_mean(obj: Objective, chunk_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], progress: bool,
+                 desc: str, examples: int | None = None) -> torch.Tensor:
+    """``passes.data_mean`` of ``chunk_sum`` applied to at most ``examples`` (default ``EXAMPLES_PER_PASS``)
+    examples at a time: the same exact sum over examples, with memory bounded by the chunk and one tqdm bar
+    counting examples (shown when the pass lasts over ``PROGRESS_DELAY`` seconds; ``progress=False`` hides it).
+    """
+    step = int(examples or EXAMPLES_PER_PASS)
+    bar = tqdm(total=obj.num_examples, desc=desc, unit="ex", delay=passes.PROGRESS_DELAY, leave=False,
+               disable=not progress)
+
+    def batch_sum(X, y):
+        total = None
+        for s in range(0, len(X), step):
+            part = chunk_sum(X[s : s + step], y[s : s + step])
+            total = part if total is None else total + part
+            bar.update(len(X[s : s + step]))
+        return total
+
+    try:
+        return passes.data_mean(obj, batch_sum, False, desc)
+    finally:
+        bar.close()
 
 
 # ----------------------------------------------------------------------- output vectors V (B, C, K)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..objective import Objective
 
-PROGRESS_DELAY = 2.0  # seconds before a bar appears: short passes stay silent
+PROGRESS_DELAY = 1.0  # seconds before a bar appears: short passes stay silent
 
 
 def distributed() -> bool:
@@ -37,7 +37,7 @@ def global_count(obj: Objective) -> int:
 
 
 def progress_bar(items: Iterable, progress: bool, desc: str, total: int | None = None) -> Iterable:
-    """``items`` wrapped in a tqdm bar when ``progress`` (shown only if the loop lasts over 2 s)."""
+    """``items`` wrapped in a tqdm bar when ``progress`` (shown only if the loop lasts over PROGRESS_DELAY s)."""
     if not progress:
         return items
     return tqdm(items, desc=desc, total=total, delay=PROGRESS_DELAY, leave=False)
