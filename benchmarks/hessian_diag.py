@@ -15,7 +15,8 @@ Methods, each in its own fresh subprocess (so that its peak memory is its own), 
 - ``losstools dense M``: the previous algorithm, diag(x^2 @ diag(M_l)) from the full per-example M_l (n, O, O);
 - ``BackPACK``: ``DiagHessian`` (needs ~24 GB on ``wide`` at N = 1 000: only run at N = 500 here).
 
-``time`` is one run after a warm-up on a tiny net (seconds, wall clock); ``peak RSS`` the peak resident
+``time`` is one run after a warm-up on a tiny net (seconds of CPU time of the process: on one thread its
+compute time, robust to other jobs on the machine); ``peak RSS`` the peak resident
 set of the whole process (data and the Python/torch runtime, about 0.3-0.4 GB, included); ``max rel diff`` = max |d - d_BackPACK| /
 max |d_BackPACK|. ``flops`` are the matrix-product FLOPs of one losstools run counted with torch's flop
 formulas, and ``bound`` = flops at this machine's single-thread matmul speed.
@@ -96,9 +97,9 @@ def worker(problem: str, n: int, method: str, save: str | None) -> dict:
     run(method, *make_problem("quick", 8))  # warm-up: lazy imports, first-call set-up
     args = make_problem(problem, n)
     before = _rss_mb()
-    start = time.perf_counter()
+    start = time.process_time()
     d = run(method, *args)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
     if save:
         torch.save(d, save)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from . import passes
 from .passes import generator, progress_bar
 
 
@@ -32,6 +34,20 @@ def _check_count(value: int, what: str) -> int:
     if int(value) < 1:
         raise ValueError(f"{what} must be a positive integer, got {value}")
     return int(value)
+
+
+def _bar(total: int, progress: bool, desc: str) -> tqdm:
+    """A tqdm bar counting products (shown when the loop lasts over ``passes.PROGRESS_DELAY`` s)."""
+    return tqdm(total=total, desc=desc, unit="products", delay=passes.PROGRESS_DELAY, leave=False, disable=not progress)
+
+
+def _products(op, M: torch.Tensor, block: int, bar: tqdm) -> torch.Tensor:
+    """op @ M (P, k), ``block`` columns at a time, advancing ``bar``."""
+    parts = []
+    for s in range(0, M.shape[1], block):
+        parts.append(op @ M[:, s : s + block])
+        bar.update(parts[-1].shape[1])
+    return torch.cat(parts, 1)
 
 
 def _probe_blocks(op, num_probes: int, block: int, seed, progress: bool, desc: str):
@@ -60,11 +76,13 @@ def hutchinson_trace(op, num_probes: int = 100, seed: int | torch.Generator | No
     return total / num_probes
 
 
-def hutchpp_trace(op, num_matvecs: int = 99, seed: int | torch.Generator | None = 0) -> torch.Tensor:
+def hutchpp_trace(op, num_matvecs: int = 99, seed: int | torch.Generator | None = 0, block: int = 16,
+                  progress: bool = True) -> torch.Tensor:
     """Hutch++ estimate of tr(A) (0-d tensor) from ``num_matvecs`` products (a multiple of 3 is best).
 
     A third of the products sketch the dominant range (Q = orth(A S)), a third compute tr(Q^T A Q)
-    exactly, a third run Hutchinson on (I - QQ^T) A (I - QQ^T). Unbiased.
+    exactly, a third run Hutchinson on (I - QQ^T) A (I - QQ^T). Unbiased. Products go ``block``
+    columns at a time; ``progress`` shows a bar counting them on runs over a second.
     """
     m = _check_count(num_matvecs, "num_matvecs")
     if m < 3:
@@ -73,9 +91,10 @@ def hutchpp_trace(op, num_matvecs: int = 99, seed: int | torch.Generator | None 
     P, k = op.shape[0], m // 3
     S = rademacher((P, k), gen, op.dtype, op.device)
     G = rademacher((P, m - 2 * k), gen, op.dtype, op.device)
-    Q, _ = torch.linalg.qr(op @ S)
-    G = G - Q @ (Q.T @ G)
-    return torch.trace(Q.T @ (op @ Q)) + (G * (op @ G)).sum() / G.shape[1]
+    with _bar(m, progress, "Hutch++ trace") as bar:
+        Q, _ = torch.linalg.qr(_products(op, S, block, bar))
+        G = G - Q @ (Q.T @ G)
+        return torch.trace(Q.T @ _products(op, Q, block, bar)) + (G * _products(op, G, block, bar)).sum() / G.shape[1]
 
 
 class _Lanczos:
@@ -116,13 +135,15 @@ class _Lanczos:
 
 
 def lanczos(op, k: int = 1, tol: float = 1e-4, max_steps: int | None = None, which: str = "largest",
-            seed: int | torch.Generator | None = 0, check_every: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+            seed: int | torch.Generator | None = 0, check_every: int = 1,
+            progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k eigenpairs of a symmetric operator: (values (k,), unit vectors (P, k)), wanted ones first.
 
     ``which``: "largest" (algebraic) or "magnitude" (largest |lambda|, what power iteration finds).
     Stops when the residuals ||A u - lambda u|| = beta_m |s_m| of the k wanted Ritz pairs are below
     ``tol`` |lambda| (checked every ``check_every`` steps), or after ``max_steps`` (default min(P, 300))
-    products. Products used: ``op.matvecs`` (for this package's operators).
+    products. Products used: ``op.matvecs`` (for this package's operators). ``progress`` shows a bar
+    counting products on runs over a second.
     """
     if which not in ("largest", "magnitude"):
         raise ValueError(f"which must be 'largest' or 'magnitude', got {which!r}")
@@ -132,8 +153,16 @@ def lanczos(op, k: int = 1, tol: float = 1e-4, max_steps: int | None = None, whi
         raise ValueError(f"k={k} eigenpairs asked of a {P} x {P} operator")
     max_steps = min(P, 300 if max_steps is None else _check_count(max_steps, "max_steps"))
     run = _Lanczos(op, rademacher((P, 1), generator(seed, op.device), op.dtype, op.device))
+    with _bar(max_steps, progress, f"Lanczos (top {k})") as bar:
+        return _lanczos_steps(run, k, tol, max_steps, which, check_every, bar)
+
+
+def _lanczos_steps(run: "_Lanczos", k: int, tol: float, max_steps: int, which: str, check_every: int,
+                   bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
+    op = run.op
     for m in range(1, max_steps + 1):
         run.step()
+        bar.update(1)
         if m < k or (m % check_every and m < max_steps):
             continue
         values, S = run.ritz()
@@ -178,12 +207,14 @@ def spectral_density(op, num_probes: int = 4, num_steps: int = 60, seed: int | t
     P = op.shape[0]
     gen = generator(seed, op.device)
     nodes, weights = [], []
-    starts = range(0, num_probes, block)
-    for start in progress_bar(starts, progress, "spectral density", total=len(starts)):
-        run = _Lanczos(op, rademacher((P, min(block, num_probes - start)), gen, op.dtype, op.device))
-        for _ in range(min(num_steps, P)):
-            run.step()
-        values, S = run.ritz()
-        nodes.append(values)
-        weights.append(S[:, 0, :] ** 2)
+    steps = min(num_steps, P)
+    with _bar(num_probes * steps, progress, "spectral density") as bar:
+        for start in range(0, num_probes, block):
+            run = _Lanczos(op, rademacher((P, min(block, num_probes - start)), gen, op.dtype, op.device))
+            for _ in range(steps):
+                run.step()
+                bar.update(run.basis[0].shape[1])
+            values, S = run.ritz()
+            nodes.append(values)
+            weights.append(S[:, 0, :] ** 2)
     return SpectralDensity(torch.cat(nodes), torch.cat(weights), P)
