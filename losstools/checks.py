@@ -467,3 +467,29 @@ def check_hutchinson_standard_error(answer, matrix: torch.Tensor, num_probes: in
     return Feedback(False, f"your value {value:.4g} is off by a factor {value / expected:.3g}.",
                     "for one probe, Var[z^T A z] = 2 sum_{i != j} A_ij^2 (z_i^2 = 1 removes the diagonal); "
                     "average over m probes divides the variance by m.")
+
+
+# ----------------------------------------------------------------------------- the spectrum in training (notebook 05)
+def check_largest_stable_lr(answer, obj: Objective, theta: torch.Tensor | None = None, rtol: float = 0.02) -> Feedback:
+    """Exercise: the largest step size eta for which gradient descent on the local quadratic model of ``obj``
+    at ``theta`` does not diverge: 2 / lambda_max (lambda_max recomputed here by 40 Lanczos steps)."""
+    from .spectrum import sharpness
+
+    value = _as_number(answer)
+    if value is None:
+        return _not_a_number(answer, "step size")
+    lam = sharpness(obj, theta, steps=40)[0]
+    expected = 2.0 / lam
+    if _close(value, expected, rtol):
+        return Feedback(True, f"η_max = 2/λ_max = {expected:.4f}: along the top eigenvector one step multiplies the "
+                              f"distance to the minimum by 1 − ηλ_max, which stays in (−1, 1) exactly for η < 2/λ_max.")
+    mistakes = [
+        (1.0 / lam, "1/λ_max is the step that lands exactly on the minimum along the top eigenvector; larger steps "
+                    "jump past it but still get closer as long as |1 − ηλ| < 1"),
+        (lam / 2.0, "your value is λ_max/2: the step size is a length per unit of gradient, it shrinks as the "
+                    "curvature grows"),
+        (2.0 * lam, "your value grows with the curvature; the step size must shrink as the curvature grows"),
+    ]
+    hint = next((text for candidate, text in mistakes if _close(value, candidate, rtol)),
+                "on q(x) = λ x²/2 gradient descent gives x ← (1 − ηλ) x; for which η is |1 − ηλ| < 1?")
+    return Feedback(False, f"{value:.4g} is not the largest stable step size.", hint + ".")

@@ -389,3 +389,85 @@ def spectral_density(grid, values, markers=(), title: str = "spectral density (S
     ax.set_ylabel("density")
     ax.set_title(title)
     return fig
+
+
+# ----------------------------------------------------------------------- notebook 05: the spectrum during training
+def _run_color(i: int) -> str:
+    return f"C{i % 10}"
+
+
+def sharpness_runs(runs: Sequence, axes=None) -> Figure:
+    """Gradient-descent runs (``spectrum.GDRun``): the loss (log scale) and lambda_max against the step, with the
+    edge of stability 2/eta of each run dashed in its colour."""
+    fig, axes = (axes[0].figure, axes) if axes is not None else plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, run in enumerate(runs):
+        color = _run_color(i)
+        axes[0].semilogy(np.arange(len(run.loss)), run.loss, color=color, lw=1, label=f"η = {run.lr:g}")
+        axes[1].plot(run.tracked, run.sharpness, "o-", ms=2.5, color=color, label=f"η = {run.lr:g}")
+        axes[1].axhline(run.edge, color=color, ls="--", lw=1)
+    axes[0].set(xlabel="step", ylabel="training loss", title="loss under full-batch GD")
+    axes[1].set(xlabel="step", ylabel="λ_max of the Hessian", title="sharpness; dashed: 2/η")
+    top = max(max(float(np.max(r.sharpness)) for r in runs), min(r.edge for r in runs))
+    axes[1].set_ylim(0, 1.15 * top)
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def overshoot(result, ax=None) -> Figure:
+    """Loss change of a step of size eta along the top eigenvector (``spectrum.Overshoot``): actual and quadratic
+    model, with the predicted threshold eta = 2 / lambda_max."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.6))
+    ax.plot(result.lrs, result.actual, color="C0", lw=2, label="actual ΔL")
+    ax.plot(result.lrs, result.quadratic, "--", color="C1", lw=1.5, label="quadratic model")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.axvline(result.edge, color="C3", lw=1, label=f"2/λ_max = {result.edge:.3f}")
+    ax.set(xlabel="step size η", ylabel="L(θ − η g_u u) − L(θ)", title="a step along the top eigenvector u")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def edge_of_stability_frame(runs: Sequence, lr: float, step: int) -> Figure:
+    """The explorer's figure: the run with step size ``lr`` up to ``step`` (loss; sharpness and 2/eta) and gradient
+    descent on the one-dimensional quadratic lambda x^2 / 2 with that step's eta lambda_max."""
+    index = min(range(len(runs)), key=lambda i: abs(runs[i].lr - lr))
+    run, color = runs[index], _run_color(index)
+    now = run.at(step)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].semilogy(run.loss, color="0.8", lw=1)
+    axes[0].semilogy(run.loss[: now["step"] + 1], color=color, lw=1.2)
+    axes[0].plot(now["step"], now["loss"], "o", color="k", ms=4)
+    axes[0].set(xlabel="step", ylabel="training loss", title=f"η = {run.lr:g}: loss")
+    shown = run.tracked <= now["step"]
+    axes[1].plot(run.tracked, run.sharpness, color="0.8", lw=1)
+    axes[1].plot(run.tracked[shown], run.sharpness[shown], "o-", ms=2.5, color=color)
+    axes[1].axhline(run.edge, color=color, ls="--", lw=1, label="2/η")
+    axes[1].plot(now["measured_at"], now["sharpness"], "o", color="k", ms=4)
+    axes[1].set_ylim(0, 1.15 * max(float(np.max(run.sharpness)), run.edge))
+    axes[1].set(xlabel="step", ylabel="λ_max", title="sharpness")
+    axes[1].legend(fontsize=8)
+    factor = 1.0 - now["eta_lambda"]
+    xs = 0.9 * factor ** np.arange(8)
+    span = max(1.0, float(np.abs(xs).max()) * 1.1)
+    grid = np.linspace(-span, span, 200)
+    axes[2].plot(grid, 0.5 * grid**2, color="0.6")
+    axes[2].plot(xs, 0.5 * xs**2, "o-", color=color, ms=3, lw=0.8)
+    verdict = "overshoots: |1 − ηλ| > 1" if abs(factor) > 1 else "converges: |1 − ηλ| < 1"
+    axes[2].set(xlabel="x (along the top eigenvector)", ylabel="λ x² / 2",
+                title=f"ηλ_max = {now['eta_lambda']:.2f}: {verdict}")
+    fig.tight_layout()
+    return fig
+
+
+def spectral_densities(grid, curves: dict, title: str = "Hessian spectral density (SLQ)", ax=None) -> Figure:
+    """Several spectral densities on one ``grid`` (log y axis): ``{label: values}``."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.6))
+    grid = np.asarray(grid)
+    for i, (label, values) in enumerate(curves.items()):
+        ax.semilogy(grid, np.maximum(np.asarray(values), 1e-8), color=_run_color(i), label=label)
+    ax.set_ylim(bottom=1e-5)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set(xlabel="eigenvalue", ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    return fig

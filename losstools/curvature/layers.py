@@ -254,11 +254,13 @@ def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dic
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
-    """sum over the leading dimensions of x x^T for x (..., n, T): one matmul when T = 1, batched otherwise."""
-    if x.shape[-1] == 1:
-        flat = x.reshape(-1, x.shape[-2])
-        return flat.T @ flat
-    return torch.matmul(x, x.transpose(-1, -2)).flatten(0, -3).sum(0)
+    """sum over the leading dimensions and the last one of x x^T for x (..., n, T): one (n, n) matmul.
+
+    The positions T are moved next to the leading dimensions (one copy of x), so no per-example (n, n)
+    products are formed (they would cost B n^2 memory)."""
+    n = x.shape[-2]
+    flat = x.reshape(-1, n) if x.shape[-1] == 1 else x.movedim(-2, 0).reshape(n, -1).T
+    return flat.T @ flat
 
 
 def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
