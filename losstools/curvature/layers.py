@@ -236,6 +236,14 @@ def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: t
     return [(_layer_input(layer, inputs[layer.name]), _layer_delta(layer, d)) for layer, d in zip(layers, deltas)]
 
 
+def _per_example_squares(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """sum_{k,b} (sum_t d[k,b,:,t] a[b,:,t]^T)^2, (O, I), for d (K, B, O, T) and a (B, I, T): one batched matmul
+    for the per-example gradients (B, K O, I), squared in place (no second temporary)."""
+    K, B, O, T = d.shape
+    G = torch.bmm(d.permute(1, 0, 2, 3).reshape(B, K * O, T), a.transpose(1, 2))
+    return G.mul_(G).view(B * K, O, -1).sum(0)
+
+
 def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
     """sum_{n,k} (per-example gradient)^2 for the layer's selected weight / bias, shaped like them."""
     m, result = layer.module, {}
@@ -245,8 +253,7 @@ def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dic
         else:  # per-example gradients d_kb a_b^T (O, I), a chunk of examples at a time
             K, B, O, T = d.shape
             chunk = max(1, _CHUNK_ELEMENTS // (K * O * a.shape[1]))
-            w = sum(torch.einsum("kbot,bit->kboi", d[:, s : s + chunk], a[s : s + chunk]).pow(2).sum((0, 1))
-                    for s in range(0, B, chunk))
+            w = sum(_per_example_squares(d[:, s : s + chunk], a[s : s + chunk]) for s in range(0, B, chunk))
         result[layer.weight] = w.reshape(m.weight.shape)
     if layer.bias is not None:
         result[layer.bias] = d.sum(3).pow(2).sum((0, 1))
