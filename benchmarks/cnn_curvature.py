@@ -178,6 +178,12 @@ def worker(quantity: str, method: str, quick: bool, batch: int, device: str, sav
 
 
 def measure(quantity, method, args, save, extra) -> dict:
+    """One (quantity, method) in a fresh subprocess (or in this process with ``--inline``: a smoke test)."""
+    if args.inline:
+        try:
+            return worker(quantity, method, args.quick, args.batch, args.device, save, extra)
+        except NotImplementedError as err:
+            return {"error": f"NotImplementedError: {err}"[:160]}
     cmd = [sys.executable, __file__, "--worker", quantity, method, "--batch", str(args.batch), "--device", args.device,
            "--save", save, "--extra", json.dumps(extra)] + (["--quick"] if args.quick else [])
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -192,6 +198,16 @@ def relative(ours, theirs) -> float:
     if isinstance(ours, list):
         ours, theirs = torch.cat([t.reshape(-1) for t in ours]), torch.cat([t.reshape(-1) for t in theirs])
     return float((ours.double() - theirs.double()).abs().max() / theirs.double().abs().max())
+
+
+def difference(quantity: str, ours, theirs) -> float | None:
+    """max relative difference of an exact quantity (diagonals, K-FAC factors; the top eigenvalues to the
+    solvers' tolerance) between losstools and a competitor; None for random estimates or missing results."""
+    if ours is None or theirs is None or "MC" in quantity or quantity.startswith(("Hessian trace", "spectral")):
+        return None
+    if quantity == "top 5 Hessian eigenvalues":
+        return relative(ours["values"].double(), theirs["values"].double())
+    return relative(ours, theirs)
 
 
 def compare(quantity: str, results: dict) -> str:
@@ -220,6 +236,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--save", help=argparse.SUPPRESS)
     ap.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="a tiny CNN (seconds)")
+    ap.add_argument("--inline", action="store_true", help="run the methods in this process (smoke tests)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--device", default="cpu", help="'cpu' (measured here) or 'cuda'")
     ap.add_argument("--quantities", nargs="+", default=list(QUANTITIES), choices=list(QUANTITIES))
@@ -252,6 +269,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             note = compare(quantity, results)
             for row in rows[-len(QUANTITIES[quantity]):]:
                 row["agreement"] = note
+                row["diff"] = difference(quantity, results.get("losstools"), results.get(row["method"]))
     table = markdown(rows)
     print(table)
     if args.json:

@@ -106,7 +106,10 @@ def worker(problem: str, n: int, method: str, save: str | None) -> dict:
     return {"time": seconds, "peak_mb": peak, "base_mb": before, "P": d.numel()}
 
 
-def measure(problem: str, n: int, method: str, save: str | None) -> dict:
+def measure(problem: str, n: int, method: str, save: str | None, inline: bool = False) -> dict:
+    """One method in a fresh subprocess (or in this process if ``inline``: a smoke test; peak RSS is then shared)."""
+    if inline:
+        return worker(problem, n, method, save)
     cmd = [sys.executable, __file__, "--worker", problem, str(n), method] + (["--save", save] if save else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     lines = proc.stdout.strip().splitlines()
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--worker", nargs=3, metavar=("PROBLEM", "N", "METHOD"), help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="tiny problem, seconds")
+    ap.add_argument("--inline", action="store_true", help="run the methods in this process (smoke tests)")
     ap.add_argument("--runs", nargs="+", default=["wide:500:all", "wide:1000:losstools,losstools dense M",
                                                    "deep:500:all"],
                     help="PROBLEM:N:METHODS (comma-separated, or 'all')")
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             saved = {}
             for method in methods:
                 saved[method] = os.path.join(tmp, f"{problem}-{n}-{len(saved)}.pt")
-                row = {"problem": problem, "N": n, "method": method, **measure(problem, n, method, saved[method])}
+                row = {"problem": problem, "N": n, "method": method, **measure(problem, n, method, saved[method], args.inline)}
                 rows.append(row)
                 print(row, flush=True)
             if "BackPACK" in saved and os.path.exists(saved["BackPACK"]):
