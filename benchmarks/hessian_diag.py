@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,8 @@ def worker(problem: str, n: int, method: str, save: str | None) -> dict:
     start = time.process_time()
     d = run(method, *args)
     seconds = time.process_time() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+    with open("/proc/self/status") as f:  # VmHWM: this process's peak (ru_maxrss would include the parent's at fork)
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 2**10
     if save:
         torch.save(d, save)
     return {"time": seconds, "peak_mb": peak, "base_mb": before, "P": d.numel()}
