@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..objective import Batch, Objective, ParamFilter
-from .layers import backpropagate, chunked_mean, output_vectors, squared_gradient_sums, supported_layers
+from .layers import (backpropagate, chunked_mean, examples_per_chunk, output_vectors, squared_gradient_sums,
+                     supported_layers)
 from .passes import generator
 
 
@@ -47,7 +48,9 @@ def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Te
             sums.update(squared_gradient_sums(layer, a, d))
         return obj.flatten(sums)
 
-    return obj._check_finite(chunked_mean(obj, batch_sum, progress, what), what)
+    columns = {"exact": None, "mc": mc_samples, "empirical": 1}[kind]
+    chunk = examples_per_chunk(obj, layers, columns)
+    return obj._check_finite(chunked_mean(obj, batch_sum, progress, what, chunk), what)
 
 
 def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], mc_samples: int | None = None,

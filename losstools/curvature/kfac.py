@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..objective import Batch, ParamFilter
-from .layers import backpropagate, chunked_mean, kfac_factor_sums, output_vectors, supported_layers
+from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, output_vectors, supported_layers
 from .operators import CurvatureOperator
 from .passes import generator
 
@@ -52,7 +52,8 @@ class KFACOperator(CurvatureOperator):
             return torch.cat([f.reshape(-1) for layer, (a, d) in zip(self.layers, pairs)
                               for f in kfac_factor_sums(layer, a, d)])
 
-        flat = obj._check_finite(chunked_mean(obj, batch_sum, progress, "K-FAC factors"), "K-FAC factors")
+        chunk = examples_per_chunk(obj, self.layers, {"exact": None, "mc": int(mc_samples), "empirical": 1}[kind])
+        flat = obj._check_finite(chunked_mean(obj, batch_sum, progress, "K-FAC factors", chunk), "K-FAC factors")
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer in self.layers:
             I = (layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0)

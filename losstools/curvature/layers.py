@@ -30,7 +30,7 @@ from . import passes
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 _CHUNK_ELEMENTS = 2**25  # per-example gradients materialised at once (T > 1 layers)
-EXAMPLES_PER_PASS = 64  # examples backpropagated at once by the per-layer passes (memory ~ K x this x activations)
+PASS_ELEMENTS = 2**25  # pulled-back vector entries (K x examples x layer outputs) per chunk of a per-layer pass
 
 
 class UnsupportedLayerError(ValueError):
@@ -94,13 +94,24 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
             handle.remove()
 
 
+def examples_per_chunk(obj: Objective, layers: list[Layer], columns: int | None) -> int:
+    """Examples per chunk so that the ``columns`` pulled-back vectors per example (None: one per model output)
+    at the hooked layers' outputs hold about ``PASS_ELEMENTS`` entries; from a forward pass on one example."""
+    X, _ = next(obj.batches())
+    with torch.no_grad(), _recording(layers) as (_, outputs):
+        out = obj.outputs(obj.theta, X[:1])
+    per_example = (columns or out[0].numel()) * sum(z[0].numel() for z in outputs.values())
+    return max(1, PASS_ELEMENTS // max(1, per_example))
+
+
 def chunked_mean(obj: Objective, chunk_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], progress: bool,
-                 desc: str, examples: int | None = None) -> torch.Tensor:
-    """``passes.data_mean`` of ``chunk_sum`` applied to at most ``examples`` (default ``EXAMPLES_PER_PASS``)
-    examples at a time: the same exact sum over examples, with memory bounded by the chunk and one tqdm bar
-    counting examples (shown when the pass lasts over ``PROGRESS_DELAY`` seconds; ``progress=False`` hides it).
+                 desc: str, examples: int) -> torch.Tensor:
+    """``passes.data_mean`` of ``chunk_sum`` applied to at most ``examples`` examples at a time (see
+    :func:`examples_per_chunk`): the same exact sum over examples, with memory bounded by the chunk, and
+    one tqdm bar counting examples (shown when the pass lasts over ``passes.PROGRESS_DELAY`` seconds;
+    ``progress=False`` hides it).
     """
-    step = int(examples or EXAMPLES_PER_PASS)
+    step = int(examples)
     bar = tqdm(total=obj.num_examples, desc=desc, unit="ex", delay=passes.PROGRESS_DELAY, leave=False,
                disable=not progress)
 

@@ -15,8 +15,10 @@ With a 1 appended to x_{l-1} for the bias, the block of layers l <= m is, exactl
 
 two matrix products over the examples (the second is diagonal in (b, c) when m = l + 1; blocks with
 l = m use only pairs a <= c). The whole Hessian costs about N P^2 flops in large GEMMs, against about
-12 N P^2 for P Hessian-vector products (about 12 N P flops each on an MLP); the diagonal costs
-O(N P). phi', phi'' and the loss's Hessian in the outputs come from torch.func (forward-mode
+12 N P^2 for P Hessian-vector products (about 12 N P flops each on an MLP). The diagonal
+(:func:`diagonal`) never forms M_l: it splits it into a low-rank part through the C outputs and a
+residual that stays diagonal for the last two layers, about 2 N (C + 2) P flops for up to two hidden
+layers. phi', phi'' and the loss's Hessian in the outputs come from torch.func (forward-mode
 derivatives), so any elementwise activation and separable loss is handled exactly.
 """
 from __future__ import annotations
@@ -316,7 +318,7 @@ def diagonal(chain: LinearChain, theta: torch.Tensor, out: torch.Tensor, chunk_s
 
     Total for up to two hidden layers: about 2 N (C + 2) P flops after the forward pass (a few backward
     passes per output class); memory O(chunk x C x max O_l) there, O(chunk x O_l^2) on deeper layers.
-    ``progress`` shows a bar over chunks of examples on passes longer than 2 s.
+    ``progress`` shows a bar over chunks of examples on passes longer than a second.
     """
     layers, L = chain.layers, len(chain.layers)
     with_parts = [l for l, layer in enumerate(layers) if layer.parts]
