@@ -235,7 +235,7 @@ class Objective:
     def _check_finite(self, value: torch.Tensor, what: str) -> torch.Tensor:
         if not torch.isfinite(value).all():
             raise FloatingPointError(
-                f"the {what} is not finite (NaN or inf) at this theta; check the data for NaN/inf, "
+                f"non-finite values (NaN or inf) in the {what} at this theta; check the data for NaN/inf, "
                 "the learning rate that produced these parameters, and that the loss gets valid targets"
             )
         return value
