@@ -57,7 +57,10 @@ def per_example_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor,
         with torch.no_grad():
             V = vectors(obj.outputs(theta, X), y)  # (B, C, K), drawn once per batch as the hooks do
         chunk = max(1, _CHUNK_BYTES // (4 * V.shape[-1] * obj.num_params * obj.theta.element_size()))
-        return sum(vmap(one_example)(X[s : s + chunk], V[s : s + chunk]).sum(0) for s in range(0, len(X), chunk))
+        try:
+            return sum(vmap(one_example)(X[s : s + chunk], V[s : s + chunk]).sum(0) for s in range(0, len(X), chunk))
+        except RuntimeError:  # a layer vmap cannot batch (e.g. nn.LSTM's in-place kernels): one example at a time
+            return sum(one_example(x, v) for x, v in zip(X, V))
 
     return obj.data_mean(batch_sum, (obj.num_params,), progress, what)
 

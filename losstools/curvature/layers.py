@@ -78,8 +78,9 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
         def hook(module, args, out):
             if name in outputs:
                 raise UnsupportedLayerError(
-                    f"layer {name!r} runs more than once per forward pass (shared weights); per-example "
-                    "per-layer curvature needs each layer once. Use the matrix-free estimators instead."
+                    f"per-layer curvature (K-FAC, hook-based diagonals) needs each layer once per forward pass, "
+                    f"but layer {name!r} runs more than once (a reused module or shared weights). Use the GGN or "
+                    "Fisher diagonals (they fall back to per-example gradients) or the matrix-free estimators."
                 )
             inputs[name], outputs[name] = args[0].detach(), out
         return hook
