@@ -98,5 +98,5 @@ def test_bad_input_errors():
     bad[0] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite values .NaN or inf. in the loss"):
         obj.loss(bad)
-    with pytest.raises(FloatingPointError, match="not finite"):
+    with pytest.raises(FloatingPointError, match="non-finite values .NaN or inf. in the Hessian"):
         lt.hessian(obj, bad)
