@@ -24,7 +24,7 @@ from torch.func import grad_and_value
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .curvature import passes
+from . import _progress
 from .curvature.estimators import SpectralDensity, lanczos
 from .objective import Objective
 
@@ -105,7 +105,7 @@ def gradient_descent(obj: Objective, lr: float, steps: int, every: int = 10, lan
         raise ValueError(f"need lr > 0, steps >= 1 and every >= 1; got lr={lr}, steps={steps}, every={every}")
     theta = obj.theta.detach().clone()
     losses, tracked, sharp = [], [], []
-    bar = tqdm(total=steps, desc=f"GD eta={lr:g}", delay=passes.PROGRESS_DELAY, leave=False, disable=not progress)
+    bar = tqdm(total=steps, desc=f"GD eta={lr:g}", delay=_progress.PROGRESS_DELAY, leave=False, disable=not progress)
     with bar:
         for t in range(steps + 1):
             if t % every == 0 or t == steps:

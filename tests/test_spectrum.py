@@ -115,11 +115,11 @@ def test_plots_of_notebook_05():
 
 
 def test_estimator_progress_bars(monkeypatch, capsys):
-    from losstools.curvature import passes
+    from losstools import _progress
 
     obj = tiny_objective()
     op = spectrum.HessianAt(obj, obj.theta)
-    monkeypatch.setattr(passes, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_progress, "PROGRESS_DELAY", 0.0)
     lanczos(op, k=2, max_steps=10)
     hutchpp_trace(op, 9)
     spectral_density(op, 2, 5)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import passes
+from .. import _progress
 from .passes import generator, progress_bar
 
 
@@ -37,8 +37,8 @@ def _check_count(value: int, what: str) -> int:
 
 
 def _bar(total: int, progress: bool, desc: str) -> tqdm:
-    """A tqdm bar counting products (shown when the loop lasts over ``passes.PROGRESS_DELAY`` s)."""
-    return tqdm(total=total, desc=desc, unit="products", delay=passes.PROGRESS_DELAY, leave=False, disable=not progress)
+    """A tqdm bar counting products (shown when the loop lasts over ``_progress.PROGRESS_DELAY`` s)."""
+    return tqdm(total=total, desc=desc, unit="products", delay=_progress.PROGRESS_DELAY, leave=False, disable=not progress)
 
 
 def _products(op, M: torch.Tensor, block: int, bar: tqdm) -> torch.Tensor:
