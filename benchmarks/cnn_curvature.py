@@ -31,12 +31,12 @@ memory grows with P (vectors, Lanczos bases) and with the batch's activations, n
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -46,6 +46,17 @@ from torch import nn
 from losstools import curvature as C
 
 warnings.filterwarnings("ignore", message="Full backward hook")
+
+def _load(name: str):
+    """A sibling benchmark module by path (the scripts also run as files, outside any package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_measure = _load("_measure")
+
 
 QUANTITIES = {  # quantity -> competitors
     "GGN diagonal, exact": ["losstools", "BackPACK"],
@@ -157,10 +168,8 @@ def run(quantity: str, method: str, model, loss_fn, X, y, names, extra: dict):
     return density
 
 
-def _rss_mb() -> float:
-    """The peak resident set of this process (VmHWM; unlike ru_maxrss, not inherited from the parent at fork)."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 2**10
+
+
 
 
 def worker(quantity: str, method: str, quick: bool, batch: int, device: str, save: str | None, extra: dict) -> dict:
@@ -168,14 +177,13 @@ def worker(quantity: str, method: str, quick: bool, batch: int, device: str, sav
     torch.manual_seed(0)
     model, loss_fn, X, y, names = make_problem(quick, batch, device)
     run(quantity, method, *make_problem(True, 8, device), extra)  # warm-up: lazy imports, first calls
-    with open("/proc/self/statm") as f:
-        base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    start = time.process_time()
+    base = _measure.rss_mb()
+    start = _measure.clock(device)
     result = run(quantity, method, model, loss_fn, X, y, names, extra)
-    seconds = time.process_time() - start
+    seconds = _measure.clock(device) - start
     if save:
         torch.save(result, save)
-    return {"time": seconds, "peak_mb": _rss_mb(), "base_mb": base, "P": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {"time": seconds, "peak_mb": _measure.peak_rss_mb(), "base_mb": base, "P": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def measure(quantity, method, args, save, extra) -> dict:

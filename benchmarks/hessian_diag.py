@@ -2,6 +2,7 @@
 
     PYTHONPATH=. flock /work/heavy.lock python benchmarks/hessian_diag.py            # ~4 min, peaks ~12 GB (BackPACK)
     PYTHONPATH=. python benchmarks/hessian_diag.py --quick                            # smoke run, seconds
+    PYTHONPATH=. python benchmarks/hessian_diag.py --device cuda                      # where a GPU exists (not measured here)
 
 Problems (float32, PyTorch's default initialisation, seeded; inputs: the first N standardised digits
 images, their labels; cross-entropy, mean over the N examples):
@@ -30,7 +31,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -39,19 +39,27 @@ from torch import nn
 import losstools as lt
 from losstools.curvature import linear_chain as structured
 
+def _load(name: str):
+    """A sibling benchmark module by path (the scripts also run as files, outside any package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_measure = _load("_measure")
+
+
 PROBLEMS = {"wide": [64, 1000, 1000, 10], "deep": [64, 500, 500, 500, 10], "quick": [64, 40, 40, 10]}
 METHODS = ["losstools", "losstools dense M", "BackPACK"]
 
 
 def _hessian_tools():
     """benchmarks/hessian.py's flop counter and matmul speed (one implementation of each)."""
-    spec = importlib.util.spec_from_file_location("benchmark_hessian", Path(__file__).with_name("hessian.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("hessian")
 
 
-def make_problem(name: str, n: int):
+def make_problem(name: str, n: int, device: str = "cpu"):
     digits = lt.data.digits()
     X, y = digits.train
     reps = -(-n // len(X))
@@ -61,7 +69,7 @@ def make_problem(name: str, n: int):
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.Tanh()] if i < len(sizes) - 2 else [])
-    return nn.Sequential(*layers), nn.CrossEntropyLoss(), X, y
+    return nn.Sequential(*layers).to(device), nn.CrossEntropyLoss(), X.to(device), y.to(device)
 
 
 def run(method: str, model, loss_fn, X, y) -> torch.Tensor:
@@ -70,7 +78,7 @@ def run(method: str, model, loss_fn, X, y) -> torch.Tensor:
     if method == "losstools dense M":
         obj = lt.Objective(model, loss_fn, (X, y))
         chain = structured.linear_chain(obj)
-        out = torch.zeros(obj.num_params)
+        out = torch.zeros(obj.num_params, device=obj.device)
         for ch in chain.chunks(obj.theta):
             for layer, x, M in zip(chain.layers, ch.xs, ch.M):
                 D = (x.square().T @ M.diagonal(dim1=1, dim2=2)).T
@@ -86,31 +94,30 @@ def run(method: str, model, loss_fn, X, y) -> torch.Tensor:
     return torch.cat([p.diag_h.reshape(-1) for p in model.parameters()])
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def worker(problem: str, n: int, method: str, save: str | None) -> dict:
+
+
+def worker(problem: str, n: int, method: str, save: str | None, device: str = "cpu") -> dict:
     torch.set_num_threads(1)
-    run(method, *make_problem("quick", 8))  # warm-up: lazy imports, first-call set-up
-    args = make_problem(problem, n)
-    before = _rss_mb()
-    start = time.process_time()
+    run(method, *make_problem("quick", 8, device))  # warm-up: lazy imports, first-call set-up
+    args = make_problem(problem, n, device)
+    before = _measure.rss_mb()
+    start = _measure.clock(device)
     d = run(method, *args)
-    seconds = time.process_time() - start
-    with open("/proc/self/status") as f:  # VmHWM: this process's peak (ru_maxrss would include the parent's at fork)
-        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 2**10
+    seconds = _measure.clock(device) - start
+    peak = _measure.peak_rss_mb()
     if save:
-        torch.save(d, save)
+        torch.save(d.cpu(), save)
     return {"time": seconds, "peak_mb": peak, "base_mb": before, "P": d.numel()}
 
 
-def measure(problem: str, n: int, method: str, save: str | None, inline: bool = False) -> dict:
+def measure(problem: str, n: int, method: str, save: str | None, inline: bool = False, device: str = "cpu") -> dict:
     """One method in a fresh subprocess (or in this process if ``inline``: a smoke test; peak RSS is then shared)."""
     if inline:
-        return worker(problem, n, method, save)
-    cmd = [sys.executable, __file__, "--worker", problem, str(n), method] + (["--save", save] if save else [])
+        return worker(problem, n, method, save, device)
+    cmd = [sys.executable, __file__, "--worker", problem, str(n), method, "--device", device]
+    cmd += ["--save", save] if save else []
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -134,12 +141,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--runs", nargs="+", default=["wide:500:all", "wide:1000:losstools,losstools dense M",
                                                    "deep:500:all"],
                     help="PROBLEM:N:METHODS (comma-separated, or 'all')")
-    ap.add_argument("--device", default="cpu", help="only 'cpu' is measured here (the methods follow the model's device)")
+    ap.add_argument("--device", default="cpu", help="'cpu' (measured here) or 'cuda' (wall-clock times after synchronising)")
     ap.add_argument("--json", help="write the rows to this file")
     args = ap.parse_args(argv)
     if args.worker:
         problem, n, method = args.worker
-        print(json.dumps(worker(problem, int(n), method, args.save)))
+        print(json.dumps(worker(problem, int(n), method, args.save, args.device)))
         return []
     runs = ["quick:200:all"] if args.quick else args.runs
     gflops = _hessian_tools().matmul_gflops()
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             saved = {}
             for method in methods:
                 saved[method] = os.path.join(tmp, f"{problem}-{n}-{len(saved)}.pt")
-                row = {"problem": problem, "N": n, "method": method, **measure(problem, n, method, saved[method], args.inline)}
+                row = {"problem": problem, "N": n, "method": method, **measure(problem, n, method, saved[method], args.inline, args.device)}
                 rows.append(row)
                 print(row, flush=True)
             if "BackPACK" in saved and os.path.exists(saved["BackPACK"]):
