@@ -1,6 +1,6 @@
 """Approximate curvature of a ~1M-parameter CNN with BatchNorm (eval mode): losstools vs BackPACK and curvlinops.
 
-    PYTHONPATH=. flock /work/heavy.lock python benchmarks/cnn_curvature.py          # ~10 min on one CPU thread
+    PYTHONPATH=. python benchmarks/cnn_curvature.py          # ~10 min on one CPU thread
     PYTHONPATH=. python benchmarks/cnn_curvature.py --quick                         # tiny CNN, batch 16: a smoke run
     PYTHONPATH=. python benchmarks/cnn_curvature.py --device cuda                   # where a GPU exists (not measured here)
 

@@ -1,6 +1,6 @@
 """The exact Hessian diagonal of wide tanh MLPs: losstools.hessian_diag against BackPACK's DiagHessian.
 
-    PYTHONPATH=. flock /work/heavy.lock python benchmarks/hessian_diag.py            # ~4 min, peaks ~12 GB (BackPACK)
+    PYTHONPATH=. python benchmarks/hessian_diag.py            # ~4 min, peaks ~12 GB (BackPACK)
     PYTHONPATH=. python benchmarks/hessian_diag.py --quick                            # smoke run, seconds
     PYTHONPATH=. python benchmarks/hessian_diag.py --device cuda                      # where a GPU exists (not measured here)
 
