@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag
+from .._validate import choice
 from ..objective import WEIGHTS, Batch, Objective
 
-CURVATURES = {
+SALIENCY_CURVATURES = {
     "ggn": "exact Gauss-Newton diagonal (= true Fisher for softmax cross-entropy; the paper's choice)",
     "mc": "Monte-Carlo Fisher diagonal (labels sampled from the model, mc_samples per example)",
     "empirical": "empirical Fisher diagonal (squared per-example gradients with the data's labels)",
@@ -27,11 +28,9 @@ _QUIET = {"progress": False} if "progress" in inspect.signature(diag_ggn).parame
 
 
 def check_curvature(curvature: str, dense: bool = False) -> str:
-    allowed = DENSE_CURVATURES if dense else tuple(CURVATURES)
-    if curvature not in allowed:
-        raise ValueError(f"unknown curvature {curvature!r}{' for OBS' if dense else ''}; choose one of "
-                         f"{', '.join(allowed)}")
-    return curvature
+    """``curvature`` if it names a saliency curvature (one OBS can invert when ``dense``), else a ValueError."""
+    return choice(curvature, DENSE_CURVATURES if dense else tuple(SALIENCY_CURVATURES),
+                  "curvature for OBS" if dense else "curvature")
 
 
 def gradient(model: nn.Module, loss_fn: Callable, sample: Batch) -> dict[str, torch.Tensor]:
