@@ -52,10 +52,10 @@ def fraction(value, name: str, closed_low: bool = True) -> float:
 
 def positive_int(value, name: str, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum`` (integral floats like 3.0 are accepted; bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
+    if not math.isfinite(value) or int(value) != value or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 

@@ -68,7 +68,7 @@ def lenet5(num_classes: int = 10, activation: str = "relu", seed: int | None = 0
     """A LeNet-5-like CNN for 28x28 images: input (N, ``channels``, 28, 28), output (N, ``num_classes``) logits.
 
     conv 5x5 (6, padding 2) - pool 2 - conv 5x5 (16) - pool 2 - 400-120-84-``num_classes``, ``activation``
-    after every layer but the last, max pooling; 61 706 parameters (61 470 prunable weights) for 1 channel
+    after every layer but the last, average pooling (as in LeNet-5); 61 706 parameters (61 470 prunable weights) for 1 channel
     and 10 classes. ``init`` as in :func:`mlp` (Kaiming-normal weights and zero biases by default).
 
     >>> lenet5()(torch.zeros(2, 1, 28, 28)).shape
@@ -81,8 +81,8 @@ def lenet5(num_classes: int = 10, activation: str = "relu", seed: int | None = 0
         if seed is not None:
             torch.manual_seed(seed)
         net = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=2), act(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 6, 5, padding=2), act(), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), act(), nn.AvgPool2d(2), nn.Flatten(),
             nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, num_classes),
         )
         _initialise(net, init)

@@ -33,7 +33,7 @@ def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Te
     ``kind``: "exact" (GGN), "mc" (``mc_samples`` sampled labels) or "empirical" (the data's labels).
     ``loss_fn`` is the user's loss module (the Objective's may be a rewritten MSE).
     """
-    what = {"exact": "the GGN diagonal", "mc": "the Monte-Carlo GGN diagonal", "empirical": "the empirical Fisher diagonal"}[kind]
+    what = {"exact": "GGN diagonal", "mc": "Monte-Carlo GGN diagonal", "empirical": "empirical Fisher diagonal"}[kind]
     layers = supported_layers(obj.model, obj.names, what)
     theta = obj._theta_or_default(theta)
     gen = generator(seed, obj.device) if kind == "mc" else None

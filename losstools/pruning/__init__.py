@@ -6,11 +6,11 @@ The study lives in the private module ``_study`` so that the function ``pruning.
 >>> result = pruning.prune(net, nn.CrossEntropyLoss(), ds, "qm", sparsity=0.9, steps=14, reg=1e-3)  # doctest: +SKIP
 >>> pruning.finetune(result.model, result.masks, ds, epochs=20)                                    # doctest: +SKIP
 """
-from .finetune import finetune
+from .finetuning import finetune
 from .loop import PruneResult, prune
 from .masks import apply_masks_, copy_pruned, full_masks, make_permanent, prunable_names, select, sparsity, to_torch_prune
 from .obs import obs_remove
-from .saliency import CRITERIA, DIAGONAL_CRITERIA, predicted_change, saliency
+from .criteria import CRITERIA, DIAGONAL_CRITERIA, predicted_change, saliency
 from .schedules import SCHEDULES, schedule
 from .statistics import SALIENCY_CURVATURES, curvature_diagonal, gradient
 from ._study import (CNN_SPARSITY, MLP_SPARSITY, PAPER, PAPER_REGS, PROTOCOLS, format_table, load_records, study, table1,

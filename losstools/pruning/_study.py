@@ -25,10 +25,10 @@ from .. import data as datasets
 from .. import models
 from .._validate import choice, finite, fraction, int_list, positive_int
 from ..data import Dataset
-from .finetune import error, finetune
+from .finetuning import error, finetune
 from .loop import prune
 from .masks import SCOPES
-from .saliency import check_criterion
+from .criteria import check_criterion
 from .schedules import SCHEDULES
 from .statistics import SALIENCY_CURVATURES, check_curvature
 

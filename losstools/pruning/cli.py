@@ -10,10 +10,12 @@ import torch
 
 from .. import data as datasets
 from .. import plotting
+from . import ablations
+from .ablations import ABLATIONS
 from ._study import (CNN_SPARSITY, MODELS, PAPER_CRITERIA, PAPER_REGS, PROTOCOLS, default_protocol, format_table, study,
                      table1, table2)
 from .masks import SCOPES
-from .saliency import CRITERIA
+from .criteria import CRITERIA
 from .schedules import SCHEDULES
 from .statistics import SALIENCY_CURVATURES
 
@@ -73,6 +75,37 @@ def add_prune_parser(commands) -> None:
                    help="torch CPU threads (small MLPs run fastest on one; raise it for large nets)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run_prune)
+
+
+def add_ablations_parser(commands) -> None:
+    """Register the ``ablations`` subcommand."""
+    p = commands.add_parser(
+        "ablations", help="ablations of the pruning study (signed saliency, Fisher variants, per-layer scope, "
+                          "fine-tuning budget, OBS)",
+        description="Re-run parts of a finished (or running) main study with one choice changed; see "
+                    "losstools.pruning.ablations. Results go to --out/<name>/records.jsonl (resumable).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--baseline", required=True, help="folder of the main study (settings.json, base networks)")
+    p.add_argument("--out", default="results/ablations", help="output folder")
+    p.add_argument("--names", nargs="+", default=[*ABLATIONS, "obs"], choices=[*ABLATIONS, "obs"],
+                   help="ablations to run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=run_ablations)
+
+
+def run_ablations(args) -> int:
+    torch.set_num_threads(max(1, args.threads))
+    for name in args.names:
+        start = time.perf_counter()
+        if name == "obs":
+            ablations.run_obs(args.out, args.seeds, progress=not args.no_progress)
+        else:
+            ablations.run(name, args.baseline, args.out, args.seeds, progress=not args.no_progress)
+        print(f"ablation {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
 
 
 def _data(args):

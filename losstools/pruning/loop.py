@@ -15,7 +15,7 @@ from ..data import Dataset
 from ..objective import WEIGHTS, Batch, Objective
 from .masks import SCOPES, Masks, apply_masks_, count, full_masks, select
 from .obs import obs_remove
-from .saliency import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
+from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
 from .schedules import schedule as make_schedule
 from .statistics import check_curvature, curvature_diagonal, curvature_matrix, gradient
 
