@@ -211,7 +211,7 @@ def train(
                 model.load_state_dict(good)
                 model.train(was_training)
                 raise FloatingPointError(
-                    f"the training loss became {float(loss)} in epoch {epoch + 1} (diverged); the model was reset "
+                    f"the training loss became {loss.item()} in epoch {epoch + 1} (diverged); the model was reset "
                     f"to its weights after epoch {epoch} ({'the initial weights' if epoch == 0 else 'finite'}). "
                     f"Lower the learning rate (lr={lr:g}) or check the loss and targets"
                 )

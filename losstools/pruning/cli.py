@@ -91,6 +91,8 @@ def add_ablations_parser(commands) -> None:
     p.add_argument("--names", nargs="+", default=[*ABLATIONS, "obs"], choices=[*ABLATIONS, "obs"],
                    help="ablations to run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
+    p.add_argument("--regs", type=float, nargs="+", default=list(ablations.ABLATION_REGS),
+                   help="lambda grid of the mnist ablations (at 140 steps)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run_ablations)
@@ -103,7 +105,7 @@ def run_ablations(args) -> int:
         if name == "obs":
             ablations.run_obs(args.out, args.seeds, progress=not args.no_progress)
         else:
-            ablations.run(name, args.baseline, args.out, args.seeds, progress=not args.no_progress)
+            ablations.run(name, args.baseline, args.out, args.seeds, regs=args.regs, progress=not args.no_progress)
         print(f"ablation {name}: {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
