@@ -97,12 +97,13 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
 def _class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
     if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
-        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else loss.weight.to(dtype)
+        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
+            loss.weight.to(device=y.device, dtype=dtype)
         return y.to(dtype) @ w
     keep = (y != loss.ignore_index).to(dtype)
     if loss.weight is None:
         return keep
-    return loss.weight.to(dtype)[torch.where(keep.bool(), y, 0)] * keep
+    return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
 
 
 def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,12 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
 
 def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
+    loss = terms.loss_fn
+    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and not y.is_floating_point() \
+            and loss.label_smoothing == 0:  # closed form: c_n (softmax - one-hot)
+        p = torch.softmax(out, -1)
+        onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
+        return ((p - onehot) * _class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
     g = vmap(grad(terms.per_example()))(out, y)
     return g.reshape(len(out), -1, 1)
 
