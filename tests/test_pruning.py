@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+import losstools as lt
 from losstools import data, models, pruning
 from losstools.pruning import masks as mask_ops
 
 from .conftest import tiny_classification, tiny_mlp
 
-study_module = importlib.import_module("losstools.pruning.study")
+study_module = importlib.import_module("losstools.pruning._study")
 
 CE = nn.CrossEntropyLoss()
 
@@ -86,8 +87,6 @@ def test_prune_does_not_mutate_the_model_and_zeroes_pruned_weights(trained):
 @pytest.mark.parametrize("criterion", ["mp", "lm", "qm", "obd", "obs"])
 def test_number_pruned_is_round_kappa_n_at_each_step(trained, criterion, scope):
     net, xy = trained
-    if criterion == "obs" and scope == "layer":
-        pytest.skip("OBS ranks globally")
     result = pruning.prune(net, CE, xy, criterion, sparsity=0.7, steps=5, scope=scope, samples=30, seed=3)
     sizes = {n: m.numel() for n, m in result.masks.items()}
     total = sum(sizes.values())
@@ -308,3 +307,131 @@ def test_prune_command_line_writes_tables_and_figures(tmp_path, capsys):
                  "pruning_outcomes.png"):
         assert (tmp_path / name).exists()
     assert len(pruning.load_records(tmp_path)) == 1 + 2 * 2
+
+
+# ----------------------------------------------------------------------------- issue 10: pruning items
+def test_obs_honours_layer_scope_and_compensates_within_the_layer(trained):
+    net, xy = trained
+    result = pruning.prune(net, CE, xy, "obs", sparsity=0.5, steps=1, scope="layer", samples=60)
+    sizes = {n: m.numel() for n, m in result.masks.items()}
+    assert {n: int((~m).sum()) for n, m in result.masks.items()} == {n: round(0.5 * k) for n, k in sizes.items()}
+    glob = pruning.prune(net, CE, xy, "obs", sparsity=0.5, steps=1, scope="global", samples=60)
+    assert any(not torch.equal(glob.masks[n], result.masks[n]) for n in sizes)  # the scope changed the masks
+
+
+def test_select_sorting_only_alive_weights_equals_ranking_all_with_minus_infinity():
+    """Oracle: the previous implementation (pruned weights at -inf, one stable sort over all)."""
+    gen = torch.Generator().manual_seed(1)
+    masks = {"a": torch.rand(7, 5, generator=gen) > 0.3, "b": torch.rand(13, generator=gen) > 0.5}
+    scores = {n: torch.randint(0, 4, m.shape, generator=gen).double() for n, m in masks.items()}  # many ties
+    for fraction in (0.5, 0.7, 0.9):
+        for scope in ("global", "layer"):
+            groups = [list(masks)] if scope == "global" else [[n] for n in masks]
+            expected = {}
+            for group in groups:
+                flat = torch.cat([scores[n].masked_fill(~masks[n], -float("inf")).reshape(-1) for n in group])
+                k = max(round(fraction * flat.numel()), int((flat == -float("inf")).sum()))
+                keep = torch.ones(flat.numel(), dtype=torch.bool)
+                keep[torch.sort(flat, stable=True).indices[:k]] = False
+                expected.update({n: p.view(masks[n].shape) for n, p in zip(group, keep.split([masks[n].numel() for n in group]))})
+            got = pruning.select(scores, masks, fraction, scope)
+            assert all(torch.equal(got[n], expected[n]) for n in masks)
+
+
+def test_prune_accepts_a_dataloader_and_a_one_shot_generator(trained):
+    net, (X, y) = trained
+    reference = pruning.prune(net, CE, (X, y), "qm", sparsity=0.5, steps=2, samples=40).masks
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=7)
+    generator = ((X[i : i + 9], y[i : i + 9]) for i in range(0, len(X), 9))
+    for data_ in (loader, generator):
+        masks = pruning.prune(net, CE, data_, "qm", sparsity=0.5, steps=2, samples=40).masks
+        assert all(torch.equal(masks[n], reference[n]) for n in reference)
+    with pytest.raises(ValueError, match="no batches.*exhausted generator"):
+        pruning.prune(net, CE, generator, "qm", sparsity=0.5)  # read once already
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ([{"x": torch.zeros(2, 4), "y": torch.zeros(2, dtype=torch.long)}], TypeError, r"dict \(keys \['x', 'y'\]\).*\(X, y\)"),
+    ((torch.zeros(5, 4, dtype=torch.long), torch.zeros(5, dtype=torch.long)), TypeError, r"floating point.*X.float\(\)"),
+    ((torch.full((5, 4), float("nan"), dtype=torch.float64), torch.zeros(5, dtype=torch.long)), ValueError, "NaN"),
+    ((torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long)), ValueError, "at least one example"),
+    ({"X": 1}, TypeError, "Dataset, an \\(X, y\\) pair"),
+    (torch.zeros(5, 4), TypeError, "Dataset, an \\(X, y\\) pair"),
+])
+def test_unusable_data_gives_a_clear_error(trained, bad, error, message):
+    net, _ = trained
+    with pytest.raises(error, match=message):
+        pruning.prune(net, CE, bad, "qm", sparsity=0.5)
+
+
+@pytest.mark.parametrize("reg", [float("nan"), float("inf")])
+def test_nan_or_inf_lambda_is_refused(trained, reg):
+    net, xy = trained
+    with pytest.raises(ValueError, match="lambda.*finite"):
+        pruning.prune(net, CE, xy, "qm", sparsity=0.5, reg=reg)
+    with pytest.raises(ValueError, match="lambda.*finite"):
+        pruning.saliency("qm", THETA, GRAD, DIAG, reg=reg)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"schedule": "cosine"}, "schedule"), ({"scope": "row"}, "scope"), ({"curvature": "kfac"}, "curvature"),
+    ({"regs": (0.0, float("nan"))}, "lambda"), ({"protocol": "fast"}, "protocol"), ({"model": "vgg"}, "model"),
+    ({"init": "xavier"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0.0}, "lr"),
+    ({"momentum": 0.9}, "momentum applies to optimizer='sgd'"), ({"finetune_epochs": -1}, "finetune_epochs"),
+    ({"sparsity": 1.0}, "sparsity"), ({"samples": 0}, "samples"), ({"data": "cifar"}, "data set"),
+])
+def test_study_validates_every_option_before_any_side_effect(tmp_path, bad, message):
+    out = tmp_path / "study"
+    trained_models = []
+    with pytest.raises((ValueError, TypeError), match=message):
+        pruning.study(out, **{**STUDY, "log": trained_models.append, **bad})
+    assert not out.exists() and not trained_models  # nothing written, nothing trained
+    pruning.study(out, **{**STUDY, "criteria": ("mp",)})  # so the corrected run is not refused
+    assert (out / "settings.json").exists()
+
+
+def test_base_model_and_settings_are_written_atomically(tmp_path, monkeypatch):
+    def failing_save(obj, path):
+        open(path, "wb").write(b"half a checkpo")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(study_module.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        pruning.study(tmp_path, **{**STUDY, "criteria": ("mp",)})
+    assert not list(tmp_path.glob("base_seed*")) and not list(tmp_path.glob(".*tmp"))  # no half file left
+    assert json.loads((tmp_path / "settings.json").read_text())["sparsity"] == STUDY["sparsity"]
+
+
+def test_records_are_appended_whole_after_a_line_cut_short(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"seed": 0}\n{"seed": 1, "crit')
+    study_module._append_record(path, {"seed": 2})
+    study_module._append_record(path, {"seed": 3})
+    assert [r["seed"] for r in pruning.load_records(tmp_path)] == [0, 2, 3]
+
+
+def test_no_function_shadows_its_own_submodule():
+    import pkgutil
+    import types
+
+    for package in (lt.pruning, lt):  # (curvature.kfac, function and module, is the curvature package's to rename)
+        for info in pkgutil.iter_modules(package.__path__):
+            value = getattr(package, info.name, None)
+            assert value is None or isinstance(value, types.ModuleType), f"{package.__name__}.{info.name} hides the module"
+    assert importlib.import_module("losstools.pruning._study").study is pruning.study
+    assert not hasattr(pruning, "CURVATURES") and set(pruning.SALIENCY_CURVATURES) == {"ggn", "mc", "empirical", "hessian"}
+
+
+def test_nan_curvature_message_has_no_doubled_article(trained, monkeypatch):
+    net, (X, y) = trained
+    from losstools.objective import Objective
+
+    real = Objective.data_mean
+
+    def nan_mean(self, *args, **kwargs):  # the diagonal's data pass returns NaN (as with a NaN weight)
+        return torch.full_like(real(self, *args, **kwargs), float("nan"))
+
+    monkeypatch.setattr(Objective, "data_mean", nan_mean)
+    with pytest.raises(FloatingPointError) as info:
+        pruning.curvature_diagonal(net, CE, (X, y), "ggn")
+    assert "GGN diagonal" in str(info.value) and "the the" not in str(info.value)

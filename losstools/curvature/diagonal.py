@@ -28,7 +28,7 @@ _CHUNK_BYTES = 2**28  # per-example gradients held at once in per_example_diagon
 
 
 def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
-                   what: str = "the GGN diagonal") -> torch.Tensor:
+                   what: str = "GGN diagonal") -> torch.Tensor:
     """The flat (P,) diagonal of (1/Z) sum_n J_n^T V_n V_n^T J_n, ``V = vectors(out, y)`` (B, C, K), by hooks."""
     layers = supported_layers(obj.model, obj.names, what)
 
@@ -42,7 +42,7 @@ def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progr
 
 
 def per_example_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
-                         what: str = "the GGN diagonal") -> torch.Tensor:
+                         what: str = "GGN diagonal") -> torch.Tensor:
     """The same diagonal for any model, from per-example products J_n^T V_n (``vmap`` over examples).
 
     Needs a model that treats examples independently (every model in eval mode without cross-example

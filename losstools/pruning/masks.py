@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from .._validate import choice
 from ..objective import layer_weight_names
 
 Masks = dict[str, torch.Tensor]
@@ -53,17 +54,18 @@ def select(scores: dict[str, torch.Tensor], masks: Masks, fraction: float, scope
     choice); ``"layer"``: every tensor loses round(fraction N_l) of its own N_l weights.
     Ties are broken by position (stable sort).
     """
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    choice(scope, SCOPES, "scope")
     names = list(masks)
-    ranked = {n: scores[n].detach().masked_fill(~masks[n], -float("inf")) for n in names}
     groups = [names] if scope == "global" else [[n] for n in names]
     out: Masks = {}
     for group in groups:
-        flat = torch.cat([ranked[n].reshape(-1) for n in group])
-        k = max(int(round(fraction * flat.numel())), int((flat == -float("inf")).sum()))
-        keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
-        keep[torch.sort(flat, stable=True).indices[:k]] = False
+        alive = torch.cat([masks[n].reshape(-1) for n in group])
+        score = torch.cat([scores[n].detach().reshape(-1) for n in group])
+        k = max(int(round(fraction * alive.numel())), int((~alive).sum())) - int((~alive).sum())
+        keep = alive.clone()
+        if k > 0:  # remove the k lowest of the alive weights (sorting only those: most are pruned late in a run)
+            positions = alive.nonzero().squeeze(1)
+            keep[positions[torch.sort(score[positions], stable=True).indices[:k]]] = False
         for n, part in zip(group, keep.split([masks[n].numel() for n in group])):
             out[n] = part.view(masks[n].shape)
     return out

@@ -1,19 +1,17 @@
 """Cumulative sparsity schedules kappa_1 <= ... <= kappa_pi = kappa of an iterative pruning run."""
 from __future__ import annotations
 
+from .._validate import choice, fraction, positive_int
+
 SCHEDULES = ("exponential", "linear")
 
 
 def check_sparsity(sparsity: float) -> float:
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"sparsity (the fraction of weights to remove) must be in [0, 1), got {sparsity}")
-    return float(sparsity)
+    return fraction(sparsity, "sparsity (the fraction of weights to remove)")
 
 
 def check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or int(steps) != steps or int(steps) < 1:
-        raise ValueError(f"steps (the number of pruning iterations) must be an integer >= 1, got {steps!r}")
-    return int(steps)
+    return positive_int(steps, "steps (the number of pruning iterations)")
 
 
 def schedule(sparsity: float, steps: int, kind: str = "exponential") -> list[float]:
@@ -26,8 +24,7 @@ def schedule(sparsity: float, steps: int, kind: str = "exponential") -> list[flo
     [0.5, 0.75]
     """
     kappa, pi = check_sparsity(sparsity), check_steps(steps)
+    choice(kind, SCHEDULES, "schedule")
     if kind == "linear":
         return [kappa * i / pi for i in range(1, pi + 1)]
-    if kind == "exponential":
-        return [1.0 - (1.0 - kappa) ** (i / pi) for i in range(1, pi + 1)]
-    raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+    return [1.0 - (1.0 - kappa) ** (i / pi) for i in range(1, pi + 1)]

@@ -10,16 +10,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag
+from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag, kfac
+from .._validate import choice
 from ..objective import WEIGHTS, Batch, Objective
 
-CURVATURES = {
+SALIENCY_CURVATURES = {
     "ggn": "exact Gauss-Newton diagonal (= true Fisher for softmax cross-entropy; the paper's choice)",
     "mc": "Monte-Carlo Fisher diagonal (labels sampled from the model, mc_samples per example)",
     "empirical": "empirical Fisher diagonal (squared per-example gradients with the data's labels)",
     "hessian": "exact Hessian diagonal (toy nets only: costs one Hessian-vector product per weight)",
 }
-DENSE_CURVATURES = ("ggn", "hessian")  # what OBS can invert
+DENSE_CURVATURES = ("ggn", "hessian", "kfac")  # what OBS can invert (kfac: the K-FAC approximation of the GGN)
 
 
 # diag_ggn / diag_fisher may show a progress bar of their own; a pruning run calls them once per step.
@@ -27,11 +28,9 @@ _QUIET = {"progress": False} if "progress" in inspect.signature(diag_ggn).parame
 
 
 def check_curvature(curvature: str, dense: bool = False) -> str:
-    allowed = DENSE_CURVATURES if dense else tuple(CURVATURES)
-    if curvature not in allowed:
-        raise ValueError(f"unknown curvature {curvature!r}{' for OBS' if dense else ''}; choose one of "
-                         f"{', '.join(allowed)}")
-    return curvature
+    """``curvature`` if it names a saliency curvature (one OBS can invert when ``dense``), else a ValueError."""
+    return choice(curvature, DENSE_CURVATURES if dense else tuple(SALIENCY_CURVATURES),
+                  "curvature for OBS" if dense else "curvature")
 
 
 def gradient(model: nn.Module, loss_fn: Callable, sample: Batch) -> dict[str, torch.Tensor]:
@@ -55,6 +54,9 @@ def curvature_diagonal(model: nn.Module, loss_fn: Callable, sample: Batch, curva
 
 
 def curvature_matrix(model: nn.Module, loss_fn: Callable, sample: Batch, curvature: str = "ggn") -> torch.Tensor:
-    """The dense (P, P) GGN or Hessian over the prunable weights (toy nets; refused above the memory budget)."""
+    """The dense (P, P) GGN, Hessian or K-FAC matrix (block-diagonal, Kronecker-factored GGN) over the prunable
+    weights, for OBS on toy nets; refused above the memory budget."""
+    if check_curvature(curvature, dense=True) == "kfac":
+        return kfac(model, loss_fn, sample, params=WEIGHTS, progress=False).to_dense()
     obj = Objective(model, loss_fn, sample, WEIGHTS)
-    return ggn(obj) if check_curvature(curvature, dense=True) == "ggn" else hessian(obj)
+    return ggn(obj) if curvature == "ggn" else hessian(obj)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .._validate import choice, finite
+
 CRITERIA = ("mp", "lm", "qm", "obd", "obs")
 DIAGONAL_CRITERIA = ("mp", "lm", "qm", "obd")
 NEEDS_GRAD = {"mp": False, "lm": True, "qm": True, "obd": False, "obs": False}
@@ -20,10 +22,9 @@ NEEDS_CURVATURE = {"mp": False, "lm": False, "qm": True, "obd": True, "obs": Tru
 
 def check_criterion(criterion: str) -> str:
     """Lower-cased ``criterion`` or a ValueError naming the known ones."""
-    name = str(criterion).lower()
-    if name not in CRITERIA:
-        raise ValueError(f"unknown pruning criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
-    return name
+    if not isinstance(criterion, str):
+        raise TypeError(f"the pruning criterion must be a name ({', '.join(CRITERIA)}), got {type(criterion).__name__}")
+    return choice(criterion.lower(), CRITERIA, "pruning criterion")
 
 
 def saliency(criterion: str, theta: torch.Tensor, grad: torch.Tensor | None = None, diag: torch.Tensor | None = None,
@@ -39,8 +40,7 @@ def saliency(criterion: str, theta: torch.Tensor, grad: torch.Tensor | None = No
     name = check_criterion(criterion)
     if name not in DIAGONAL_CRITERIA:
         raise ValueError(f"{name!r} is not a diagonal criterion; OBS is run by losstools.pruning.obs")
-    if reg < 0:
-        raise ValueError(f"the step-norm penalty reg (lambda) must be >= 0, got {reg}")
+    reg = finite(reg, "the step-norm penalty reg (lambda)", low=0.0)
     zeros = torch.zeros_like(theta)
     g = grad if NEEDS_GRAD[name] else zeros
     d = diag if NEEDS_CURVATURE[name] else (torch.ones_like(theta) if name == "mp" else zeros)
