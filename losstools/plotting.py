@@ -155,8 +155,8 @@ class _ProfilePanel:
         while len(self.marks) < len(marks):
             i = len(self.marks)
             self.marks.append((ax.axvline(0, color="0.4", lw=1, ls=(0, (1, 2))),
-                               ax.annotate("", (0, 0), xycoords=("data", "axes fraction"), xytext=(3, 4 + 11 * i),
-                                           textcoords="offset points", fontsize=8, color="0.3")))
+                               ax.annotate("", (0, 0), xycoords=("data", "axes fraction"), xytext=(-3, 4 + 12 * i),
+                                           textcoords="offset points", fontsize=9, color="0.3", ha="right")))
         for i, (line, text) in enumerate(self.marks):
             line.set_visible(i < len(marks))
             text.set_visible(i < len(marks))
@@ -166,7 +166,7 @@ class _ProfilePanel:
                 text.set_text(marks[i][0])
         ax.set_title(title or f"loss along the direction (C = {profile.curvature_name})")
         visible = [self.actual] + [self.lines[m] for m in TAYLOR_STYLES if m in shown]
-        ax.legend(handles=visible, fontsize=7, loc="upper center")  # fixed place: "best" costs more than the plot
+        ax.legend(handles=visible, fontsize=8.5, loc="upper center")  # fixed place: "best" costs more than the plot
 
 
 class _ErrorPanel:
@@ -216,7 +216,7 @@ class _ErrorPanel:
             ax.set_ylim(max(positive.min(), high * 1e-17) / 10, high * 10)
         ax.set_title(title or "error of each model")
         visible = [line for line in [*self.lines.values(), *self.references.values()] if line.get_visible()]
-        ax.legend(handles=visible, fontsize=7, loc="lower right")
+        ax.legend(handles=visible, fontsize=8.5, loc="lower right")
 
 
 def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title: str | None = None,
@@ -229,6 +229,15 @@ def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title:
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4), layout="tight")
     _ProfilePanel(ax).draw(profile, models, title, marks)
+    return fig
+
+
+def taylor_profiles(profiles: dict, marks: dict[str, dict[str, float]] | None = None,
+                    models: Sequence[str] | None = None) -> Figure:
+    """:func:`taylor_profile` panels side by side, one per ``profiles[title]``; ``marks[title]`` their marks."""
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.5 * len(profiles), 4.2), squeeze=False, layout="constrained")
+    for ax, (title, profile) in zip(axes[0], profiles.items()):
+        _ProfilePanel(ax).draw(profile, models, title, (marks or {}).get(title))
     return fig
 
 
@@ -479,9 +488,10 @@ class MatrixGrid:
     def draw(self, matrices: dict) -> Figure:
         arrays = {n: _numpy(matrices[n]) for n in self.names}
         vmax = max(float(np.abs(M).max()) for M in arrays.values()) or 1.0
-        self.norm.vmin, self.norm.vmax, self.norm.linthresh = -vmax, vmax, vmax * 1e-3
+        self.norm = SymLogNorm(linthresh=vmax * 1e-3, vmin=-vmax, vmax=vmax)   # one shared scale (and colour bar)
         for name, image in self.images.items():
             image.set_data(arrays[name])
+            image.set_norm(self.norm)
         return self.figure
 
 
