@@ -14,6 +14,12 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().double().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=float)
 
 
+def _symlog_ticks(vmax: float) -> list[float]:
+    """Five colour-bar ticks for a symmetric log scale up to ``vmax``: ±10^p, ±10^(p-2) and 0 (no overlap)."""
+    p = int(np.floor(np.log10(vmax)))
+    return [-(10.0 ** p), -(10.0 ** (p - 2)), 0.0, 10.0 ** (p - 2), 10.0 ** p]
+
+
 def _mark_blocks(ax, boundaries: Sequence[int], labels: Sequence[str] | None, size: int) -> None:
     """Lines between parameter tensors; with ``labels`` (one per block), the block names as tick labels."""
     for b in boundaries:
@@ -43,7 +49,7 @@ def matrix_heatmap(matrix, title: str = "Hessian", boundaries: Sequence[int] = (
     if labels is None:
         ax.set_xlabel("parameter index")
         ax.set_ylabel("parameter index")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, ticks=_symlog_ticks(vmax))
     return fig
 
 
@@ -469,8 +475,10 @@ class MatrixGrid:
         ncols = ncols or len(self.names)
         nrows = -(-len(self.names) // ncols)
         figsize = (3.0 * ncols + 0.8, 3.2 * nrows)
-        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained") if figure is None else figure
-        axes = np.atleast_2d(self.figure.subplots(nrows, ncols, squeeze=False))
+        self.figure = Figure(figsize=figsize, dpi=dpi) if figure is None else figure
+        fixed = dict(left=0.02, right=0.9, bottom=0.03, top=0.9, wspace=0.08, hspace=0.15)   # no layout pass per redraw
+        axes = self.figure.subplots(nrows, ncols, squeeze=False,
+                                    gridspec_kw=None if self.figure.get_layout_engine() else fixed)
         self.norm = SymLogNorm(linthresh=1e-3, vmin=-1.0, vmax=1.0)
         self.images = {}
         for ax, name in zip(axes.flat, self.names):
@@ -483,7 +491,8 @@ class MatrixGrid:
             ax.set_yticks([])
         for ax in list(axes.flat)[len(self.names):]:
             ax.axis("off")
-        self.figure.colorbar(self.images[self.names[0]], ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
+        self.colorbar = self.figure.colorbar(self.images[self.names[0]], ax=axes.ravel().tolist(), fraction=0.02,
+                                             pad=0.02)
 
     def draw(self, matrices: dict) -> Figure:
         arrays = {n: _numpy(matrices[n]) for n in self.names}
@@ -492,6 +501,7 @@ class MatrixGrid:
         for name, image in self.images.items():
             image.set_data(arrays[name])
             image.set_norm(self.norm)
+        self.colorbar.set_ticks(_symlog_ticks(vmax))
         return self.figure
 
 
@@ -528,8 +538,8 @@ class CostAccuracy:
 
     def __init__(self, curves: dict, budgets, ax=None, figure: Figure | None = None, dpi: int = 72):
         if ax is None:
-            figure = Figure(figsize=(7, 4), dpi=dpi, layout="constrained") if figure is None else figure
-            ax = figure.subplots()
+            figure = Figure(figsize=(7, 4), dpi=dpi) if figure is None else figure
+            ax = figure.subplots(gridspec_kw=dict(left=0.12, right=0.97, bottom=0.13, top=0.95))
         self.ax, self.figure = ax, ax.figure
         self.budgets = [int(b) for b in budgets]
         self.errors = {name: np.maximum(np.asarray(e, dtype=float), self.FLOOR) for name, e in curves.items()}
@@ -546,7 +556,7 @@ class CostAccuracy:
         ax.set_ylim(self.FLOOR / 2, None)
         ax.set_xlabel("products m (probes, samples or Lanczos steps)")
         ax.set_ylabel("relative error")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=9, loc="lower left")
 
     def draw(self, highlight: int | None = None) -> Figure:
         shown = highlight is not None and highlight in self.budgets

@@ -309,7 +309,7 @@ class PruningExplorer(Explorer):
         controls = {
             "criterion": W.Dropdown(options=[c for c in ("mp", "lm", "qm", "obd") if c in CRITERIA], value=criterion,
                                     description="criterion", style=WIDE, layout=W.Layout(width="200px")),
-            "steps": W.IntSlider(value=steps, min=1, max=30, description="steps", continuous_update=False, style=WIDE),
+            "steps": W.IntSlider(value=steps, min=1, max=20, description="steps", continuous_update=False, style=WIDE),
             "reg": W.SelectionSlider(options=list(PAPER_REGS), value=reg, description="λ", continuous_update=False,
                                      style=WIDE),
             "sparsity": W.FloatSlider(value=sparsity, min=0.5, max=0.98, step=0.02, description="sparsity κ",
