@@ -98,7 +98,9 @@ CURVATURE_LABELS = {"Hessian": "hessian", "GGN": "ggn", "Hessian diagonal": "hes
 
 def toy_checkpoints(seed: int = 0, hidden: int = 16, early_epochs: int = 3, epochs: int = 150) -> dict[str, Objective]:
     """A 2-``hidden``-``hidden``-3 tanh MLP on the spirals data (float64), as Objectives of the training loss
-    at two checkpoints: ``"early"`` (after ``early_epochs`` epochs: large gradient) and ``"converged"``."""
+    at two checkpoints: ``"early"`` (after ``early_epochs`` epochs: large gradient) and ``"converged"``.
+
+    The default explorer's network, for tests and benchmarks; notebook 01 builds the same two checkpoints in view."""
     ds = data.spirals(seed=seed).to(dtype=torch.float64)
     net = models.mlp([ds.num_features, hidden, hidden, ds.num_classes], seed=seed).double()
     models.train(net, ds, epochs=early_epochs, lr=1e-2, seed=seed, progress=False)
