@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 import losstools as lt
-from losstools.curvature import exact
+from losstools.curvature import _columns
 
 CASES = {"digits-8": 8, "digits-16": 16, "digits-32": 32, "digits-64": 64, "mlp-7434": None}
 QUICK_CASES = {"quick-digits-4": 4, "quick-mlp": None}
@@ -107,7 +107,7 @@ def run_method(method: str, obj: lt.Objective) -> torch.Tensor:
     if method == "losstools":
         return lt.hessian(obj)
     if method == "losstools generic HVPs":
-        return exact._hessian_from_hvps(obj, obj.theta)
+        return _columns.hessian_tensor_blocks(obj, obj.theta, "dense", _columns.auto_chunk(obj, None))
     if method == "torch.func.hessian":
         return hessian(_loss_fn(obj))(obj.theta)
     if method == "jacfwd(jacrev)":

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .curvature import ggn, hessian, hessian_diag
+from .curvature import GGN, ggn, hessian, hessian_diag
 from .objective import Objective
 
 
@@ -332,7 +332,7 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
     theta, zero = obj.theta, torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
     g = obj.grad() if criterion in ("lm", "qm") else zero
     d = {"mp": torch.ones_like(zero), "lm": zero}.get(criterion)
-    d = ggn(obj).diagonal() if d is None else d
+    d = GGN(obj).diagonal() if d is None else d
     expected = saliency(g, d, theta, lam)
     penalty = 0.5 * lam * theta**2
     mistakes = [

@@ -7,9 +7,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import grad
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+from . import _autodiff, _functional
+from ._batches import Batch, check_data, raw_batches
+from ._distributed import all_reduce_sum, distributed
+from ._loss import LossTerms
+from ._progress import progress_bar
+
 ParamFilter = Callable[[str, nn.Parameter], bool] | str | Sequence[str] | None
 
 WEIGHTS = "weights"  # filter: weights of Linear / Conv layers only (the prunable ones)
@@ -49,29 +54,26 @@ def select_parameters(model: nn.Module, params: ParamFilter = None) -> list[str]
     return names
 
 
-def _mean_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return ((outputs - targets) ** 2).mean()
-
-
-def _forward_ad_safe(loss_fn: Callable) -> Callable:
-    """``nn.MSELoss`` as the same formula in plain ops: torch's fused ``mse_loss`` fails under
-    forward-over-reverse differentiation ("ZeroTensors are immutable"), which every HVP here uses."""
-    return _mean_squared_error if isinstance(loss_fn, nn.MSELoss) else loss_fn
-
-
 class Objective:
     """``f(theta)``: the **mean** loss of ``model`` over ``data`` as a function of a flat vector.
 
     Parameters
     ----------
-    model: any ``nn.Module`` that ``torch.func.functional_call`` can call (not only Sequential).
-        It is never changed: parameters and buffers are read once and copied.
-    loss_fn: ``loss_fn(outputs, targets) -> scalar``, the **mean** over the batch (e.g.
-        ``nn.CrossEntropyLoss()``); modules with ``reduction="sum"`` are refused.
-    data: an ``(X, y)`` pair of tensors, or any re-iterable of such batches (e.g. a DataLoader).
-        The loss over batches is weighted by batch size, so it equals the loss over all examples.
+    model: any ``nn.Module`` that ``torch.func.functional_call`` can call (not only Sequential; shared
+        modules and tied weights included). It is never changed, not even transiently: losstools calls a
+        private structural copy that shares the (never written) parameter tensors. Dropout / BatchNorm
+        in training mode are refused (call ``model.eval()``), and so is any other random output.
+    loss_fn: a torch loss with ``reduction="mean"`` (class weights, ``ignore_index``, soft labels, ...) or a
+        callable ``loss_fn(outputs, targets)`` returning the mean over the batch's examples.
+    data: an ``(X, y)`` pair of tensors, or a re-iterable of such batches (a list, a DataLoader).
+        Every quantity is the one of the loss on all the data at once: batches combine through the
+        loss's own normaliser (examples, elements, non-ignored targets or the sum of class weights), and
+        over all ranks of a ``torch.distributed`` process group when one is initialised.
         Inputs are moved to the parameters' device; floating inputs are cast to their dtype.
     params: which parameters form theta: see :func:`select_parameters`. The others stay fixed.
+    ad_mode: how second derivatives are taken: ``"auto"`` (forward-over-reverse where a float64 check on
+        a few examples shows torch gets it right for this model, else reverse-over-reverse),
+        ``"forward"`` or ``"reverse"``.
 
     theta has shape (P,), P = ``num_params``: the selected parameters flattened in model order.
     Everything (loss, gradients, curvature) lives on the device and dtype of the parameters.
@@ -83,17 +85,19 @@ class Objective:
     (610, torch.Size([610]))
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], params: ParamFilter = None):
+    def __init__(self, model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], params: ParamFilter = None,
+                 ad_mode: str = "auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        reduction = getattr(loss_fn, "reduction", "mean")
-        if reduction != "mean":
-            raise ValueError(
-                f"loss_fn has reduction={reduction!r}; losstools defines every quantity as the mean over "
-                "examples, so pass a loss with reduction='mean' (e.g. nn.CrossEntropyLoss())"
-            )
-        self.model, self.loss_fn = model, _forward_ad_safe(loss_fn)
+        if ad_mode not in ("auto", *_autodiff.MODES):
+            raise ValueError(f"ad_mode must be 'auto', 'forward' or 'reverse', got {ad_mode!r}")
+        self.loss_terms = LossTerms(loss_fn)
+        self.loss_fn = loss_fn
+        _functional.refuse_train_mode(model)
+        check_data(data)
         self.names = select_parameters(model, params)
+        self.model = _functional.structural_copy(model)
+        self._aliases = _functional.alias_slots(self.model)
         named = dict(model.named_parameters())
         first = named[self.names[0]]
         self.device, self.dtype = first.device, first.dtype
@@ -104,7 +108,12 @@ class Objective:
         self._fixed = {n: p.detach().clone() for n, p in named.items() if n not in selected}
         self._fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
         self._data = data
-        self.num_examples = self._check_data()
+        self._ad_mode = ad_mode
+        self.local_examples = self._check_data()
+        count = torch.tensor([float(self.local_examples)], dtype=torch.float64, device=self.device)
+        self.num_examples = int(all_reduce_sum(count).item())  # over all ranks
+        if self.num_examples == 0:
+            raise ValueError("data is empty on every rank: pass data with at least one example")
 
     # ----------------------------------------------------------------- parameters
     @property
@@ -147,32 +156,36 @@ class Objective:
 
     # ----------------------------------------------------------------- data
     def batches(self) -> Iterator[Batch]:
-        """Iterate over the data as ``(X, y)`` batches on the parameters' device."""
-        data = self._data
-        if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-            data = [data]
-        for batch in data:
-            X, y = batch[0], batch[1]
+        """Iterate over this rank's data as ``(X, y)`` batches on the parameters' device."""
+        for X, y in raw_batches(self._data):
             X = X.to(device=self.device, dtype=self.dtype if X.is_floating_point() else None)
             y = y.to(device=self.device, dtype=self.dtype if y.is_floating_point() else None)
             yield X, y
 
     def _check_data(self) -> int:
-        count = 0
+        """Count this rank's examples; evaluate the first batch once to turn failures into clear errors."""
+        count, first = 0, None
         for X, y in self.batches():
-            if len(X) != len(y):
-                raise ValueError(f"a batch has {len(X)} inputs but {len(y)} targets")
             count += len(X)
-        if count == 0:
+            first = first or (X, y)
+        if first is None:
+            if distributed():
+                return 0
             raise ValueError("data is empty: pass an (X, y) pair with at least one example, or a non-empty loader")
-        X, y = next(self.batches())
+        X, y = first
         try:
-            with torch.no_grad():
-                self.batch_loss(self._theta, X[:2], y[:2])
-        except (RuntimeError, ValueError, IndexError) as err:
+            with torch.no_grad(), _functional.fork_rng(self.device):
+                out = self.outputs(self._theta, X[:8])
+                again = self.outputs(self._theta, X[:8])
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
             raise ValueError(
-                f"the model cannot be evaluated on this data (inputs {tuple(X.shape)}, targets {tuple(y.shape)}): {err}"
+                f"the model cannot be evaluated on this data (inputs {tuple(X.shape)} {X.dtype}, targets "
+                f"{tuple(y.shape)} {y.dtype}): {err}"
             ) from err
+        if not torch.equal(out, again):
+            raise ValueError("the model gives different outputs for the same inputs and parameters (random layers such "
+                             "as dropout?): the loss is not a function of the parameters. Call model.eval() first")
+        self.loss_terms.check(out, y[:8])
         return count
 
     # ----------------------------------------------------------------- the function
@@ -180,56 +193,107 @@ class Objective:
         """All tensors ``functional_call`` needs: the selected ones from ``theta``, the rest fixed."""
         return {**self._fixed, **{n: v.view(s) for n, v, s in zip(self.names, theta.split(self.sizes), self.shapes)}}
 
+    def call(self, tensors: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+        """The model on inputs ``X`` with the given parameter and buffer tensors (see ``params_dict``)."""
+        return _functional.call(self.model, tensors, self._aliases, X)
+
     def outputs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """Model outputs on inputs ``X`` at parameters ``theta`` (a pure function, usable in torch.func)."""
-        return functional_call(self.model, self.params_dict(theta), (X,))
+        return self.call(self.params_dict(theta), X)
 
     def batch_loss(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean loss on one batch at ``theta`` (a pure function, usable in torch.func)."""
-        return self.loss_fn(self.outputs(theta, X), y)
+        return self.loss_terms.mean(self.outputs(theta, X), y)
 
-    def _mean_over_batches(self, per_batch: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        total = None
-        for X, y in self.batches():
-            term = per_batch(X, y) * (len(X) / self.num_examples)
-            total = term if total is None else total + term
-        return total
+    def batch_sum(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss's sum of per-example terms on one batch; the mean over the data is the sum of these
+        over all batches divided by the sum of ``loss_terms.normaliser(y)``."""
+        return self.loss_terms.sum(self.outputs(theta, X), y)
+
+    def data_mean(self, batch_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape: tuple | None = None,
+                  progress: bool = False, desc: str = "data pass") -> torch.Tensor:
+        """(sum over all batches and ranks of ``batch_sum(X, y)``) / (sum of the loss's normalisers).
+
+        ``batch_sum`` returns a quantity summed over the batch's per-example loss terms (e.g. the gradient
+        of :meth:`batch_sum`); ``shape`` is its shape, needed only by a rank that holds no examples.
+        """
+        total, norm = None, 0.0
+        for X, y in progress_bar(self.batches(), progress, desc):
+            part = batch_sum(X, y)
+            total = part if total is None else total + part
+            norm += self.loss_terms.normaliser(y)
+        if total is None:
+            if shape is None:
+                raise ValueError("this rank holds no examples; pass data to every rank")
+            total = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        packed = torch.cat([total.reshape(-1), total.new_tensor([norm])])
+        all_reduce_sum(packed)
+        if packed[-1] <= 0:
+            raise ValueError("the loss's normaliser is 0: every target is ignored (ignore_index) or has class weight 0")
+        return (packed[:-1] / packed[-1]).view_as(total)
 
     def _check_finite(self, value: torch.Tensor, what: str) -> torch.Tensor:
         if not torch.isfinite(value).all():
             raise FloatingPointError(
-                f"the {what} is not finite (NaN or inf) at this theta; check the data for NaN/inf, "
+                f"non-finite values (NaN or inf) in the {what} at this theta; check the data for NaN/inf, "
                 "the learning rate that produced these parameters, and that the loss gets valid targets"
             )
         return value
+
+    @property
+    def ad_mode(self) -> str:
+        """``"forward"`` or ``"reverse"``: the second-order path products use (decided once, see the class)."""
+        if self._ad_mode == "auto":
+            self._ad_mode = self._probe_ad_mode()
+        return self._ad_mode
+
+    def _probe_ad_mode(self) -> str:
+        """Forward-over-reverse if it matches reverse-over-reverse in float64 on a few examples."""
+        batch = next(self.batches(), None)
+        if batch is None:
+            return "reverse"
+        X, y = (t[:4].double() if t.is_floating_point() else t[:4] for t in batch)
+        fixed = {n: t.double() if t.is_floating_point() else t for n, t in self._fixed.items()}
+
+        def outputs(th):
+            return self.call({**fixed, **{n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}}, X)
+
+        def loss(th):
+            return self.loss_terms.sum(outputs(th), y)
+
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        try:
+            agree = _autodiff.paths_agree(loss, outputs, self._theta.double(), gen)
+        except (RuntimeError, NotImplementedError) as err:
+            raise ValueError(f"the loss cannot be differentiated twice with respect to the parameters: {err}") from err
+        return "forward" if agree else "reverse"
 
     def loss(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss over all examples at ``theta`` (default: the model's parameters); a 0-d tensor."""
         t = self._theta_or_default(theta)
         with torch.no_grad():
-            return self._check_finite(self._mean_over_batches(lambda X, y: self.batch_loss(t, X, y)), "loss")
+            return self._check_finite(self.data_mean(lambda X, y: self.batch_sum(t, X, y), ()), "loss")
 
     def grad(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The gradient of the mean loss, shape (P,)."""
         t = self._theta_or_default(theta)
-        g = self._mean_over_batches(lambda X, y: grad(self.batch_loss)(t, X, y))
+        g = self.data_mean(lambda X, y: grad(self.batch_sum)(t, X, y), (self.num_params,))
         return self._check_finite(g, "gradient")
 
     def hvp(self, v: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
-        """Hessian-vector product H v (forward-over-reverse); ``v`` of shape (P,) or (P, k) -> same shape.
+        """Hessian-vector product H v; ``v`` of shape (P,) or (P, k) -> same shape (path: :attr:`ad_mode`).
 
-        Costs about one forward and one backward pass per column of ``v`` (columns are batched with vmap).
+        Costs about one forward and two backward passes per column of ``v`` (columns are batched with vmap).
         """
         t = self._theta_or_default(theta)
         v = self.check_vector(v, "v", allow_matrix=True)
+        M, mode = (v if v.ndim == 2 else v.unsqueeze(1)), self.ad_mode
 
         def batch_hvp(X, y):
-            def single(u):
-                return jvp(lambda th: grad(self.batch_loss)(th, X, y), (t,), (u,))[1]
+            return _autodiff.hvp(lambda th: self.batch_sum(th, X, y), t, M, mode)
 
-            return single(v) if v.ndim == 1 else vmap(single, in_dims=1, out_dims=1)(v)
-
-        return self._check_finite(self._mean_over_batches(batch_hvp), "Hessian-vector product")
+        out = self._check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
+        return out if v.ndim == 2 else out[:, 0]
 
     def __repr__(self) -> str:
         return (f"Objective({type(self.model).__name__}, P={self.num_params}, N={self.num_examples}, "

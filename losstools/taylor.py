@@ -36,7 +36,7 @@ import torch
 from torch.func import vmap
 
 from . import directions  # noqa: F401  (re-exported: ``taylor.directions``)
-from .curvature import ggn, ggn_vector_product, hessian_diag
+from .curvature import GGN, Hessian
 from .objective import Objective
 
 MODELS = ("linear", "quadratic", "diagonal", "obd")
@@ -82,11 +82,6 @@ class Curvature:
         return f"Curvature({self.name!r})"
 
 
-def _ggn_matvec(obj: Objective, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    products = [(ggn_vector_product(obj, theta, X, y), len(X) / obj.num_examples) for X, y in obj.batches()]
-    return lambda v: sum(p(v) * w for p, w in products)
-
-
 def _from_diagonal(diag: Callable[[], torch.Tensor], name: str) -> Curvature:
     c = Curvature(lambda v: c.diagonal() * v, diag, name)
     return c
@@ -99,6 +94,10 @@ def _basis_diagonal(obj: Objective, matvec: Callable) -> Callable[[], torch.Tens
     return diag
 
 
+def _operator(op) -> Curvature:
+    return Curvature(lambda v: op @ v, op.diagonal, op.name)
+
+
 def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -> Curvature:
     """Resolve ``curvature`` (a name in :data:`CURVATURES`, a (P, P) or (P,) tensor, a :class:`Curvature`,
     or any object with ``@``/``matvec``/``__call__`` giving C v and optionally ``diagonal()``) at theta."""
@@ -108,10 +107,10 @@ def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -
     P = obj.num_params
     if isinstance(curvature, str):
         named = {
-            "hessian": lambda: Curvature(lambda v: obj.hvp(v, t), lambda: hessian_diag(obj, t), "hessian"),
-            "ggn": lambda: Curvature(_ggn_matvec(obj, t), lambda: ggn(obj, t).diagonal(), "ggn"),
-            "hessian_diag": lambda: _from_diagonal(lambda: hessian_diag(obj, t), "hessian_diag"),
-            "ggn_diag": lambda: _from_diagonal(lambda: ggn(obj, t).diagonal(), "ggn_diag"),
+            "hessian": lambda: _operator(Hessian(obj, theta=t)),
+            "ggn": lambda: _operator(GGN(obj, theta=t)),
+            "hessian_diag": lambda: _from_diagonal(Hessian(obj, theta=t).diagonal, "hessian_diag"),
+            "ggn_diag": lambda: _from_diagonal(GGN(obj, theta=t).diagonal, "ggn_diag"),
         }
         if curvature not in named:
             raise ValueError(f"unknown curvature {curvature!r}; choose one of {list(CURVATURES)}, a (P, P) matrix, "
@@ -152,11 +151,11 @@ def loss_along(obj: Objective, direction: torch.Tensor, steps, theta: torch.Tens
     t = _check_steps(obj, steps)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    batched = vmap(obj.batch_loss, in_dims=(0, None, None))
+    batched = vmap(obj.batch_sum, in_dims=(0, None, None))
 
     def chunk_losses(ts):
         thetas = t0 + ts[:, None] * d
-        return obj._mean_over_batches(lambda X, y: batched(thetas, X, y))
+        return obj.data_mean(lambda X, y: batched(thetas, X, y), (len(ts),))
 
     with torch.no_grad():
         losses = torch.cat([chunk_losses(ts) for ts in t.split(chunk_size)])

@@ -3,6 +3,10 @@ import torch
 
 from losstools import data, models
 
+# One thread: on these 2-core machines, torch's second thread stalls erratically when anything else runs
+# (a 6x6 convolution measured 0.1 ms on one thread and 300 ms on two under load).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -26,8 +26,10 @@ def test_backpack_diagonals(name):
     for (n, p), ours_h in zip(net.named_parameters(), obj.unflatten(hessian_diag).values()):
         torch.testing.assert_close(ggn[n], p.diag_ggn_exact)
         torch.testing.assert_close(ours_h, p.diag_h)
-        # BackPACK squares the gradients of the mean loss (g_n / N): N times ours
-        torch.testing.assert_close(ef[n], p.sum_grad_squared * len(X))
+        # BackPACK squares the gradients of the mean loss, g_n / Z (Z = N, or N K for MSE's K outputs);
+        # ours is (1/Z) sum_n g_n^2 with g_n the gradient of example n's term of the loss's sum
+        torch.testing.assert_close(ef[n], p.sum_grad_squared * y.numel() if isinstance(loss_fn, nn.MSELoss)
+                                   else p.sum_grad_squared * len(X))
 
 
 @pytest.mark.parametrize("name", ["mlp-ce", "cnn-ce", "branch-ce"])

@@ -15,7 +15,11 @@ OPERATORS = [C.HessianOperator, C.GGNOperator, C.FisherOperator, C.EmpiricalFish
 
 
 def per_example_gradients(model, loss_fn, X, y):
-    return torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad() for i in range(len(X))])
+    """Gradients of each example's term of the loss's sum (MSE: the sum over its K outputs), and the count
+    the loss's mean divides by (N, or N K for MSE)."""
+    K = y[0].numel() if isinstance(loss_fn, nn.MSELoss) else 1
+    g = torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad() for i in range(len(X))])
+    return g * K, len(X) * K
 
 
 def oracle(cls, model, loss_fn, data):
@@ -23,8 +27,8 @@ def oracle(cls, model, loss_fn, data):
     if cls is C.HessianOperator:
         return lt.hessian(obj)
     if cls is C.EmpiricalFisherOperator:
-        g = per_example_gradients(model, loss_fn, *data)
-        return g.T @ g / len(g)
+        g, count = per_example_gradients(model, loss_fn, *data)
+        return g.T @ g / count
     return lt.ggn(obj)
 
 
@@ -129,15 +133,19 @@ def test_unsupported_layers_are_named():
     X, y = cases()["mlp-ce"][2]
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 3)).double()
     with pytest.raises(C.UnsupportedLayerError, match=r"'1.weight'.*'1' \(LayerNorm\)"):
-        C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y))
-    with pytest.raises(C.UnsupportedLayerError, match="K-FAC"):
         C.kfac(model, nn.CrossEntropyLoss(), (X, y))
     d = C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y), params="weights")  # LayerNorm frozen: fine
     assert set(d) == {"0.weight", "2.weight"}
+    # the diagonals fall back to per-example gradients where the hooks cannot work: still exact
+    obj = lt.Objective(model, nn.CrossEntropyLoss(), (X, y))
+    torch.testing.assert_close(obj.flatten(C.diag_ggn(model, nn.CrossEntropyLoss(), (X, y))), lt.ggn(obj).diagonal())
     shared = nn.Linear(3, 3).double()
     tied = nn.Sequential(shared, nn.Tanh(), shared)
     with pytest.raises(C.UnsupportedLayerError, match="more than once"):
-        C.diag_fisher(tied, nn.CrossEntropyLoss(), (X, y))
+        C.kfac(tied, nn.CrossEntropyLoss(), (X, y))
+    obj = lt.Objective(tied, nn.CrossEntropyLoss(), (X, y))
+    torch.testing.assert_close(obj.flatten(C.diag_fisher(tied, nn.CrossEntropyLoss(), (X, y))),
+                               oracle(C.EmpiricalFisher, tied, nn.CrossEntropyLoss(), (X, y)).diagonal())
     with pytest.raises(ValueError, match="true Fisher needs a likelihood"):
         C.FisherOperator(model, nn.L1Loss(), (X, torch.zeros(12, 3, dtype=torch.float64)))
 
@@ -179,17 +187,19 @@ def test_layers_off_the_loss_path_and_layers_never_called():
     torch.testing.assert_close(lt.Objective(model, nn.CrossEntropyLoss(), (X, y)).flatten(d),
                                C.GGNOperator(model, nn.CrossEntropyLoss(), (X, y)).to_dense().diagonal())
     with pytest.raises(C.UnsupportedLayerError, match=r"\['spare'\].*not called"):
-        C.diag_fisher(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))
+        C.kfac(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))
+    d = C.diag_fisher(WithSpare(False).double(), nn.CrossEntropyLoss(), (X, y))  # per-example fallback
+    assert torch.all(d["spare.weight"] == 0) and torch.all(d["fc.weight"] > 0)
 
 
 def test_progress_bar_on_long_passes_only(monkeypatch, capsys):
-    from losstools.curvature import passes
+    from losstools import _progress
 
     model, loss_fn, (X, y) = cases()["mlp-ce"]
     batches = [(X[i : i + 3], y[i : i + 3]) for i in range(0, 12, 3)]
     C.diag_ggn(model, loss_fn, batches)  # far below the 2 s delay: silent
     assert "diagonal" not in capsys.readouterr().err
-    monkeypatch.setattr(passes, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_progress, "PROGRESS_DELAY", 0.0)
     C.diag_ggn(model, loss_fn, batches)
     assert "the GGN diagonal" in capsys.readouterr().err
     C.diag_ggn(model, loss_fn, batches, progress=False)

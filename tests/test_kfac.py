@@ -52,8 +52,8 @@ def test_factors_match_their_definition(name):
     obj = lt.Objective(model, loss_fn, data)
     from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
 
-    layers = supported_layers(model, obj.names, "test")
-    pairs = backpropagate(obj, layers, obj.theta, *data, lambda o, t: output_vectors("exact", loss_fn, o, t))
+    layers = supported_layers(obj.model, obj.names, "test")
+    pairs = backpropagate(obj, layers, obj.theta, *data, lambda o, t: output_vectors("exact", obj.loss_terms, o, t))
     for layer, (a, d) in zip(layers, pairs):
         A, G = K.factors[layer.name]
         N, T = a.shape[0], a.shape[2]

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import losstools as lt
-from losstools.curvature import exact
+from losstools.curvature import _columns
 from losstools.curvature.linear_chain import linear_chain
 
 from .conftest import tiny_classification, tiny_mlp, tiny_regression
@@ -13,11 +13,9 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 
 def oracle(obj):
-    """torch.func.hessian of the Objective's mean loss (batches weighted by size), float64."""
-    def loss(t):
-        return sum(obj.batch_loss(t, X, y) * (len(X) / obj.num_examples) for X, y in obj.batches())
-
-    return torch.func.hessian(loss)(obj.theta)
+    """torch.func.hessian of the user's loss on all the data at once, float64."""
+    X, y = (torch.cat(parts) for parts in zip(*obj.batches()))
+    return torch.func.hessian(lambda t: obj.loss_fn(obj.outputs(t, X), y))(obj.theta)
 
 
 def check_all(obj, chunk_size=None):
@@ -26,7 +24,8 @@ def check_all(obj, chunk_size=None):
     H = oracle(obj)
     got = lt.hessian(obj, chunk_size=chunk_size)
     torch.testing.assert_close(got, H, **TOL)
-    torch.testing.assert_close(got, exact._hessian_from_hvps(obj, obj.theta), **TOL)
+    torch.testing.assert_close(got, _columns.hessian_tensor_blocks(obj, obj.theta, "dense", 7), **TOL)
+    torch.testing.assert_close(got, _columns.from_products(lt.curvature.Hessian(obj), "dense", 5), **TOL)
     assert torch.equal(got, got.T)
     torch.testing.assert_close(lt.hessian_diag(obj, chunk_size=chunk_size), H.diag(), **TOL)
     blocks = lt.hessian_blocks(obj, chunk_size=chunk_size)

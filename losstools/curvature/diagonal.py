@@ -1,18 +1,17 @@
-"""Diagonals of the Gauss-Newton matrix and of the Fisher, per parameter tensor, at dataset scale.
+"""Diagonals of the Gauss-Newton matrix and of the Fisher, at dataset scale.
 
-All are of the **mean** loss L = (1/N) sum_n l_n over the N examples of ``data`` (a batch, a
-DataLoader or any iterable of batches, over all ranks of a ``torch.distributed`` group):
+All are of the **mean** loss over all the data (batches and ranks, see ``Objective.data_mean``):
 
-- exact GGN diagonal: diag( (1/N) sum_n J_n^T H_n J_n ), H_n the Hessian of l_n w.r.t. the outputs.
-  For softmax cross-entropy this is the diagonal of the true Fisher (an exact sum over classes).
-- Monte-Carlo GGN / Fisher: the same with H_n replaced by g g^T, g = d l_n(f, y~) / d f for labels
-  y~ drawn from the model's predictive distribution (cross-entropy: categorical; BCE-with-logits:
-  Bernoulli; MSE: Gaussian with the variance that makes it unbiased), averaged over ``mc_samples``.
-- empirical Fisher: (1/N) sum_n (d l_n / d theta)^2 with the data's own labels.
+- exact GGN diagonal: diag((1/Z) sum_n J_n^T H_n J_n), H_n the Hessian of example n's loss term in the
+  outputs. For softmax cross-entropy this is the diagonal of the true Fisher (an exact sum over classes).
+- Monte-Carlo GGN / Fisher: the same with H_n replaced by g g^T, g = d l_n(f, y~) / d f for labels y~
+  drawn from the model's predictive distribution, averaged over ``mc_samples``. Unbiased.
+- empirical Fisher: (1/Z) sum_n (d l_n / d theta)^2 with the data's own labels.
 
-Computed per layer by hooks on nn.Linear / nn.Conv2d (see :mod:`.layers`): one forward and one
-batched backward pass per batch, at the cost of about C + 1 gradients for C outputs (exact) or
-``mc_samples`` + 1 (Monte-Carlo). Selected parameters in other layers raise ``UnsupportedLayerError``.
+:func:`layer_diagonal` works per layer by hooks on nn.Linear / nn.Conv2d (see :mod:`.layers`): one
+forward and one batched backward pass per batch, about C + 1 gradients for C outputs (exact) or
+``mc_samples`` + 1 (Monte-Carlo). :func:`per_example_diagonal` handles any other layer with per-example
+vector-Jacobian products (``vmap`` over examples), at about C gradients' flops but more memory.
 """
 from __future__ import annotations
 
@@ -20,26 +19,18 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.func import vjp, vmap
 
 from ..objective import Batch, Objective, ParamFilter
-from .layers import backpropagate, output_vectors, squared_gradient_sums, supported_layers
-from .passes import data_mean, generator
+from .layers import backpropagate, squared_gradient_sums, supported_layers
+
+_CHUNK_BYTES = 2**28  # per-example gradients held at once in per_example_diagonal
 
 
-def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Tensor | None = None,
-                   mc_samples: int = 1, seed: int | torch.Generator | None = 0, progress: bool = True) -> torch.Tensor:
-    """The flat (P,) diagonal of (1/N) sum_n J_n^T V_n V_n^T J_n at ``theta`` (default: the model's).
-
-    ``kind``: "exact" (GGN), "mc" (``mc_samples`` sampled labels) or "empirical" (the data's labels).
-    ``loss_fn`` is the user's loss module (the Objective's may be a rewritten MSE).
-    """
-    what = {"exact": "the GGN diagonal", "mc": "the Monte-Carlo GGN diagonal", "empirical": "the empirical Fisher diagonal"}[kind]
+def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
+                   what: str = "the GGN diagonal") -> torch.Tensor:
+    """The flat (P,) diagonal of (1/Z) sum_n J_n^T V_n V_n^T J_n, ``V = vectors(out, y)`` (B, C, K), by hooks."""
     layers = supported_layers(obj.model, obj.names, what)
-    theta = obj._theta_or_default(theta)
-    gen = generator(seed, obj.device) if kind == "mc" else None
-
-    def vectors(out, y):
-        return output_vectors(kind, loss_fn, out, y, mc_samples, gen)
 
     def batch_sum(X, y):
         sums: dict[str, torch.Tensor] = {}
@@ -47,7 +38,31 @@ def layer_diagonal(obj: Objective, loss_fn: Callable, kind: str, theta: torch.Te
             sums.update(squared_gradient_sums(layer, a, d))
         return obj.flatten(sums)
 
-    return obj._check_finite(data_mean(obj, batch_sum, progress, what), what)
+    return obj.data_mean(batch_sum, (obj.num_params,), progress, what)
+
+
+def per_example_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
+                         what: str = "the GGN diagonal") -> torch.Tensor:
+    """The same diagonal for any model, from per-example products J_n^T V_n (``vmap`` over examples).
+
+    Needs a model that treats examples independently (every model in eval mode without cross-example
+    operations); chunks of examples keep about ``_CHUNK_BYTES`` of per-example gradients in memory.
+    """
+
+    def one_example(x, V):  # V (C, K): example n's output vectors
+        out, pullback = vjp(lambda th: obj.outputs(th, x.unsqueeze(0))[0], theta)
+        return vmap(lambda v: pullback(v.view_as(out))[0])(V.T).pow(2).sum(0)  # sum_k (J_n^T v_k)^2
+
+    def batch_sum(X, y):
+        with torch.no_grad():
+            V = vectors(obj.outputs(theta, X), y)  # (B, C, K), drawn once per batch as the hooks do
+        chunk = max(1, _CHUNK_BYTES // (4 * V.shape[-1] * obj.num_params * obj.theta.element_size()))
+        try:
+            return sum(vmap(one_example)(X[s : s + chunk], V[s : s + chunk]).sum(0) for s in range(0, len(X), chunk))
+        except RuntimeError:  # a layer vmap cannot batch (e.g. nn.LSTM's in-place kernels): one example at a time
+            return sum(one_example(x, v) for x, v in zip(X, V))
+
+    return obj.data_mean(batch_sum, (obj.num_params,), progress, what)
 
 
 def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], mc_samples: int | None = None,
@@ -55,21 +70,21 @@ def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch],
              progress: bool = True) -> dict[str, torch.Tensor]:
     """Diagonal of the GGN of the mean loss, ``{name: tensor shaped like the parameter}``.
 
-    Exact when ``mc_samples`` is None (for softmax cross-entropy: the true Fisher diagonal);
-    otherwise a Monte-Carlo estimate with ``mc_samples`` sampled labels per example, drawn from
-    ``seed`` (an int or a ``torch.Generator`` on the parameters' device). Unbiased.
-    ``params`` selects parameters as in :class:`~losstools.Objective` (all must sit in nn.Linear /
-    nn.Conv2d layers); the model is not changed. ``progress`` shows a bar on passes over 2 s.
+    Exact when ``mc_samples`` is None (for softmax cross-entropy: the true Fisher diagonal); otherwise a
+    Monte-Carlo estimate with ``mc_samples`` sampled labels per example, drawn from ``seed`` (an int or a
+    ``torch.Generator`` on the parameters' device). Unbiased. The same as ``GGN(obj).diagonal()`` or
+    ``Fisher(obj, mc_samples=...).diagonal()``; the model is not changed. ``progress``: a bar on passes over 2 s.
 
     >>> d = diag_ggn(net, nn.CrossEntropyLoss(), (X, y))     # doctest: +SKIP
     >>> d["0.weight"].shape == net[0].weight.shape           # doctest: +SKIP
     True
     """
-    if mc_samples is not None and int(mc_samples) < 1:
-        raise ValueError(f"mc_samples must be a positive integer or None (exact), got {mc_samples}")
+    from .operators import GGN, Fisher
+
     obj = Objective(model, loss_fn, data, params)
-    kind = "exact" if mc_samples is None else "mc"
-    return obj.unflatten(layer_diagonal(obj, loss_fn, kind, None, int(mc_samples or 1), seed, progress))
+    op = GGN(obj, progress=progress) if mc_samples is None else Fisher(obj, mc_samples=mc_samples, seed=seed,
+                                                                      progress=progress)
+    return obj.unflatten(op.diagonal())
 
 
 def diag_fisher(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kind: str = "empirical",
@@ -82,11 +97,13 @@ def diag_fisher(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batc
     diagonal for cross-entropy, BCE-with-logits and MSE) or ``"mc"`` (``mc_samples`` sampled labels
     per example, unbiased for the true one).
     """
-    if kind == "true":
-        return diag_ggn(model, loss_fn, data, None, params, seed, progress)
-    if kind == "mc":
-        return diag_ggn(model, loss_fn, data, mc_samples, params, seed, progress)
-    if kind != "empirical":
+    from .operators import EmpiricalFisher, Fisher
+
+    if kind not in ("empirical", "true", "mc"):
         raise ValueError(f"unknown Fisher kind {kind!r}; choose 'empirical', 'true' or 'mc'")
     obj = Objective(model, loss_fn, data, params)
-    return obj.unflatten(layer_diagonal(obj, loss_fn, "empirical", progress=progress))
+    if kind == "empirical":
+        op = EmpiricalFisher(obj, progress=progress)
+    else:
+        op = Fisher(obj, mc_samples=None if kind == "true" else mc_samples, seed=seed, progress=progress)
+    return obj.unflatten(op.diagonal())

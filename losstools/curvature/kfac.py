@@ -20,44 +20,53 @@ from torch import nn
 from ..objective import Batch, ParamFilter
 from .layers import backpropagate, kfac_factor_sums, output_vectors, supported_layers
 from .operators import CurvatureOperator
-from .passes import data_mean, generator
+from .passes import generator
 
 
-class KFACOperator(CurvatureOperator):
+class KFAC(CurvatureOperator):
     """Block-diagonal Kronecker-factored curvature; ``factors[layer name] = (A (I', I'), G (O, O))``.
 
-    ``kind``: "exact" (GGN: V = output Hessian square root), "mc" (``mc_samples`` sampled labels,
-    the classic K-FAC Fisher) or "empirical" (data labels). Products, ``diagonal()`` and
-    ``solve(v, damping)`` only touch the small factors.
+    Build it as ``KFAC(obj)`` or ``KFAC(model, loss_fn, data, params=...)``. ``kind``: "exact" (GGN:
+    V = output Hessian square root), "mc" (``mc_samples`` sampled labels, the classic K-FAC Fisher) or
+    "empirical" (data labels). One pass over the data; products, ``diagonal()`` and ``solve(v, damping)``
+    only touch the small factors. ``dense()`` and ``blocks()`` come from products.
     """
 
     name = "K-FAC"
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kind: str = "exact",
-                 mc_samples: int = 1, params: ParamFilter = None, seed: int | torch.Generator | None = 0,
-                 theta: torch.Tensor | None = None, progress: bool = True):
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, kind: str = "exact",
+                 mc_samples: int = 1, seed: int | torch.Generator | None = 0, theta: torch.Tensor | None = None,
+                 progress: bool = True):
         if kind not in ("exact", "mc", "empirical"):
             raise ValueError(f"unknown K-FAC kind {kind!r}; choose 'exact', 'mc' or 'empirical'")
-        if int(mc_samples) < 1:
-            raise ValueError(f"mc_samples must be a positive integer, got {mc_samples}")
-        super().__init__(model, loss_fn, data, params, theta, progress)
+        if isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1:
+            raise ValueError(f"mc_samples must be a positive integer, got {mc_samples!r}")
+        super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
         obj = self.objective
         self.kind = kind
-        self.layers = supported_layers(model, obj.names, "K-FAC")
+        self.layers = supported_layers(obj.model, obj.names, "K-FAC")
         gen = generator(seed, self.device) if kind == "mc" else None
+        sizes = [((layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0),
+                  layer.module.weight.shape[0]) for layer in self.layers]
+
+        def vectors(out, t):
+            return output_vectors(kind, obj.loss_terms, out, t, int(mc_samples), gen)
 
         def batch_sum(X, y):
-            vectors = lambda out, t: output_vectors(kind, loss_fn, out, t, int(mc_samples), gen)  # noqa: E731
             pairs = backpropagate(obj, self.layers, self.theta, X, y, vectors)
+            # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples,
+            # so it is rescaled below by ratio = N / Z (1 for unweighted cross-entropy)
             return torch.cat([f.reshape(-1) for layer, (a, d) in zip(self.layers, pairs)
                               for f in kfac_factor_sums(layer, a, d)])
 
-        flat = obj._check_finite(data_mean(obj, batch_sum, progress, "K-FAC factors"), "K-FAC factors")
+        total = sum(i * i + o * o for i, o in sizes)
+        flat = obj._check_finite(obj.data_mean(batch_sum, (total,), progress, "K-FAC factors"), "K-FAC factors")
+        ratio = obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device), (1,))
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer in self.layers:
             I = (layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0)
             O = layer.module.weight.shape[0]
-            A, flat = flat[: I * I].view(I, I), flat[I * I :]
+            A, flat = flat[: I * I].view(I, I) / ratio, flat[I * I :]
             G, flat = flat[: O * O].view(O, O), flat[O * O :]
             self.factors[layer.name] = (A, G)
         self._eigen: dict[str, tuple] = {}
@@ -116,10 +125,13 @@ class KFACOperator(CurvatureOperator):
 
 def kfac(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kind: str = "exact",
          mc_samples: int = 1, params: ParamFilter = None, seed: int | torch.Generator | None = 0,
-         progress: bool = True) -> KFACOperator:
-    """K-FAC of the mean loss over ``data``, one pass: a :class:`KFACOperator` (see the module docstring).
+         progress: bool = True) -> KFAC:
+    """K-FAC of the mean loss over ``data``, one pass: ``KFAC(model, loss_fn, data, ...)`` (see the module docstring).
 
     >>> K = kfac(net, nn.CrossEntropyLoss(), loader)          # doctest: +SKIP
     >>> A, G = K.factors["0"]; step = K.solve(g, damping=1e-3)  # doctest: +SKIP
     """
-    return KFACOperator(model, loss_fn, data, kind, mc_samples, params, seed, progress=progress)
+    return KFAC(model, loss_fn, data, params, kind=kind, mc_samples=mc_samples, seed=seed, progress=progress)
+
+
+KFACOperator = KFAC  # the name of earlier releases

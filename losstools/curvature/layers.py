@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jacrev, vmap
 
+from .._loss import LossTerms
 from ..objective import Objective
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
@@ -77,8 +78,9 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
         def hook(module, args, out):
             if name in outputs:
                 raise UnsupportedLayerError(
-                    f"layer {name!r} runs more than once per forward pass (shared weights); per-example "
-                    "per-layer curvature needs each layer once. Use the matrix-free estimators instead."
+                    f"per-layer curvature (K-FAC, hook-based diagonals) needs each layer once per forward pass, "
+                    f"but layer {name!r} runs more than once (a reused module or shared weights). Use the GGN or "
+                    "Fisher diagonals (they fall back to per-example gradients) or the matrix-free estimators."
                 )
             inputs[name], outputs[name] = args[0].detach(), out
         return hook
@@ -92,68 +94,85 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
 
 
 # ----------------------------------------------------------------------- output vectors V (B, C, K)
-def output_hessian_sqrt(loss_fn: Callable, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """S_n with S_n S_n^T = Hessian of the per-example loss l_n w.r.t. the flat outputs: (B, C, C).
+def _class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
+    if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
+        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else loss.weight.to(dtype)
+        return y.to(dtype) @ w
+    keep = (y != loss.ignore_index).to(dtype)
+    if loss.weight is None:
+        return keep
+    return loss.weight.to(dtype)[torch.where(keep.bool(), y, 0)] * keep
 
-    Closed form for unweighted cross-entropy on (B, C) logits, S = diag(sqrt p) - p sqrt(p)^T;
-    otherwise the eigendecomposition of the Hessian from ``torch.func`` (negative parts clipped).
+
+def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """S_n with S_n S_n^T = Hessian of example n's loss term l_n in the flat outputs: (B, C, C).
+
+    Closed form for cross-entropy on (B, C) logits, S = sqrt(c_n) (diag(sqrt p) - p sqrt(p)^T) with c_n the
+    example's class weight (1, 0 if ignored); otherwise the eigendecomposition of the Hessian from
+    ``torch.func``. A loss that is not convex in the outputs (negative eigenvalues) is refused.
     """
-    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.weight is None and out.ndim == 2:
+    loss = terms.loss_fn
+    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0:
         p = torch.softmax(out, -1)
         q = p.sqrt()
-        return torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
-
-    def per_example(o, t):
-        return loss_fn(o.unsqueeze(0), t.unsqueeze(0))
-
-    H = vmap(jacrev(jacrev(per_example)))(out, y).reshape(len(out), out[0].numel(), -1)
+        S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
+        return S * _class_weights(loss, y, out.dtype).sqrt()[:, None, None]
+    H = vmap(jacrev(jacrev(terms.per_example())))(out, y).reshape(len(out), out[0].numel(), -1)
     values, vectors = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
+    scale = values.abs().amax().clamp_min(torch.finfo(values.dtype).tiny)
+    if (values < -1e-6 * scale).any():
+        raise ValueError(f"{terms.name} is not convex in the model's outputs (its Hessian there has negative "
+                         "eigenvalues), so its Gauss-Newton matrix has no square root; use the GGN products "
+                         "(GGN(obj) @ v, hutchinson_diag) or the Hessian instead")
     return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
 
 
-def sampled_output_gradients(loss_fn: Callable, out: torch.Tensor, samples: int, gen: torch.Generator) -> torch.Tensor:
+def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor, samples: int,
+                             gen: torch.Generator) -> torch.Tensor:
     """d l_n(f, y~)/d f for ``samples`` labels y~ ~ p(y | f) per example, times 1/sqrt(samples): (B, C, S).
 
-    Then V V^T is an unbiased estimate of the output Hessian (cross-entropy: categorical labels;
-    BCE-with-logits: Bernoulli; MSE: Gaussian with the variance that makes it unbiased).
+    Then V V^T is an unbiased estimate of the output Hessian of l_n (cross-entropy: categorical labels;
+    BCE-with-logits: Bernoulli; MSE, l_n = |f - y|^2: Gaussian y~ ~ N(f, I/2)). Ignored targets give 0.
     """
-    flat = out.reshape(len(out), -1)
-    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.weight is None:
+    loss, flat = terms.loss_fn, out.reshape(len(out), -1)
+    unweighted = getattr(loss, "weight", None) is None and getattr(loss, "pos_weight", None) is None
+    if isinstance(loss, nn.CrossEntropyLoss) and unweighted and out.ndim == 2 and loss.label_smoothing == 0:
         p = torch.softmax(flat, -1)
         labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
         g = p.unsqueeze(1) - F.one_hot(labels, flat.shape[1]).to(p.dtype)  # (B, S, C)
-    elif isinstance(loss_fn, nn.BCEWithLogitsLoss) and loss_fn.weight is None and loss_fn.pos_weight is None:
+        g = g * _class_weights(loss, y, p.dtype)[:, None, None]
+    elif isinstance(loss, nn.BCEWithLogitsLoss) and unweighted:
         p = torch.sigmoid(flat)
         draws = (torch.rand((samples, *p.shape), generator=gen, device=p.device, dtype=p.dtype) < p).to(p.dtype)
-        g = (p.unsqueeze(0) - draws).transpose(0, 1) / flat.shape[1] ** 0.5  # (B, S, C); mean over C outputs
-    elif isinstance(loss_fn, nn.MSELoss):
-        K = flat.shape[1]
-        noise = torch.randn((len(flat), samples, K), generator=gen, device=flat.device, dtype=flat.dtype)
-        g = (2.0 / K) * (K / 2.0) ** 0.5 * noise  # (2/K)(f - y~), y~ ~ N(f, K/2 I)
+        g = (p.unsqueeze(0) - draws).transpose(0, 1)  # (B, S, C)
+    elif isinstance(loss, nn.MSELoss):
+        noise = torch.randn((len(flat), samples, flat.shape[1]), generator=gen, device=flat.device, dtype=flat.dtype)
+        g = 2.0**0.5 * noise  # 2 (f - y~), y~ ~ N(f, I/2)
     else:
         raise ValueError(
-            f"Monte-Carlo sampling needs a likelihood: supported losses are nn.CrossEntropyLoss, "
-            f"nn.BCEWithLogitsLoss and nn.MSELoss (without class weights), not {type(loss_fn).__name__}; "
+            f"Monte-Carlo sampling needs a likelihood: nn.CrossEntropyLoss (on (N, C) logits, no label smoothing), "
+            f"nn.BCEWithLogitsLoss or nn.MSELoss, without class weights, not this {terms.name}; "
             "use the exact version (mc_samples=None)"
         )
     return g.transpose(1, 2) / samples**0.5
 
 
-def per_example_output_gradients(loss_fn: Callable, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
-    g = vmap(grad(lambda o, t: loss_fn(o.unsqueeze(0), t.unsqueeze(0))))(out, y)
+    g = vmap(grad(terms.per_example()))(out, y)
     return g.reshape(len(out), -1, 1)
 
 
-def output_vectors(kind: str, loss_fn: Callable, out: torch.Tensor, y: torch.Tensor,
+def output_vectors(kind: str, terms: LossTerms, out: torch.Tensor, y: torch.Tensor,
                    mc_samples: int = 1, gen: torch.Generator | None = None) -> torch.Tensor:
-    """V (B, C, K) with sum_k V V^T = the exact output Hessian ("exact"), a sampled estimate of it
+    """V (B, C, K) with sum_k V V^T = the exact output Hessian of l_n ("exact"), a sampled estimate of it
     ("mc", needs ``gen``) or the outer product of the data's output gradients ("empirical")."""
     if kind == "exact":
-        return output_hessian_sqrt(loss_fn, out, y)
+        return output_hessian_sqrt(terms, out, y)
     if kind == "mc":
-        return sampled_output_gradients(loss_fn, out, mc_samples, gen)
-    return per_example_output_gradients(loss_fn, out, y)
+        return sampled_output_gradients(terms, out, y, mc_samples, gen)
+    return per_example_output_gradients(terms, out, y)
 
 
 # ----------------------------------------------------------------------- forward / backward

@@ -29,12 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jvp, vmap
 
-from ..objective import Objective, _mean_squared_error
+from .._distributed import all_reduce_sum
+from ..objective import Objective
 
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.Softplus, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Identity,
                nn.Softsign, nn.Tanhshrink, nn.Mish, nn.CELU, nn.SELU)
 # losses that are a sum of per-example terms (their normalisation depends on the targets only)
-SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.BCELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)
+SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss, nn.BCELoss, nn.L1Loss, nn.HuberLoss,
+                    nn.SmoothL1Loss)
 _CHUNK_BYTES = 2**28  # per-example working memory aimed at per chunk of examples (256 MiB)
 _HEAD_BYTES = 2**30  # at most this much for the loss's per-example Hessians in the outputs
 
@@ -109,7 +111,7 @@ class LinearChain:
     def _head(self, Z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """dL/dZ (n, C) and the per-example Hessians d^2 L/dZ_n^2 (n, C, C) of the loss in the last z."""
         act = _elementwise_chain(self.layers[-1].activations)
-        g = grad(lambda Z: self.obj.loss_fn(act(Z), y))
+        g = grad(lambda Z: self.obj.loss_terms.sum(act(Z), y) / self._normaliser)
         C = Z.shape[1]
         E = torch.eye(C, dtype=Z.dtype, device=Z.device).unsqueeze(1).expand(C, len(Z), C)
         # tangent c is one-hot in column c for every example; separability makes row n its own block
@@ -121,11 +123,11 @@ class LinearChain:
         obj = self.obj
         params = obj.params_dict(theta)
         Ws = [params[layer.weight] for layer in self.layers]
+        local = sum(obj.loss_terms.normaliser(y) for _, y in obj.batches())
+        self._normaliser = all_reduce_sum(torch.tensor([local], dtype=torch.float64, device=theta.device)).item()
         for X, y in obj.batches():
             xs, d1s, d2s, Z = self._forward(params, X)
-            delta, M = self._head(Z, y)
-            w = len(X) / obj.num_examples
-            delta, M = delta * w, M * w
+            delta, M = self._head(Z, y)  # of the mean loss over all the data: weighted already
             step = chunk_size or self._auto_chunk(len(X))
             for s in range(0, len(X), step):
                 rows = slice(s, s + step)
@@ -160,9 +162,12 @@ def linear_chain(obj: Objective) -> LinearChain | None:
     model, loss = obj.model, obj.loss_fn
     if not isinstance(model, nn.Sequential):
         return None
-    if not (loss is _mean_squared_error or type(loss) in SEPARABLE_LOSSES):
+    if type(loss) not in SEPARABLE_LOSSES:
         return None
-    children = list(model.named_children())
+    children = list(model._modules.items())  # a module placed twice appears twice (named_children dedups)
+    linears = [m for _, m in children if isinstance(m, nn.Linear)]
+    if len({id(m) for m in linears}) < len(linears):
+        return None  # one Linear applied twice: shared weights, not a chain of distinct layers
     prefix: list[nn.Module] = []
     while children and not isinstance(children[0][1], nn.Linear):
         m = children.pop(0)[1]

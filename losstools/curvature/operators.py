@@ -1,64 +1,77 @@
-"""Curvature matrices of the mean loss as linear operators: ``op @ v`` without ever forming them.
+"""The curvature engine: every curvature matrix of the mean loss is a linear operator on an Objective.
 
-Every operator is a symmetric (P, P) matrix over the Objective's flat parameters theta (selected by
-``params``), of the **mean** loss over all examples of ``data`` (any iterable of batches; summed
-over the ranks of a ``torch.distributed`` group), on the parameters' device and dtype:
+Each operator is a symmetric (P, P) matrix over the Objective's flat parameters theta, of the **mean**
+loss over all the data (all batches, all ranks of a ``torch.distributed`` group), on the parameters'
+device and dtype:
 
-- :class:`HessianOperator`: H = (1/N) sum_n d^2 l_n / d theta^2 (indefinite in general);
-- :class:`GGNOperator`: G = (1/N) sum_n J_n^T H_n J_n, H_n the Hessian of l_n w.r.t. the outputs;
-- :class:`FisherOperator`: the true Fisher E_{y~p}[g g^T] (exact: equals G) or its Monte-Carlo version;
-- :class:`EmpiricalFisherOperator`: (1/N) sum_n g_n g_n^T with the data's labels;
-- ``KFACOperator`` (kfac.py): per layer G_l kron A_l, products through tiny matrices.
+- :class:`Hessian`: H = d^2 L / d theta^2 (indefinite in general);
+- :class:`GGN`: G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss term in the outputs;
+- :class:`Fisher`: the true Fisher of the likelihood (exact: equals the GGN) or its Monte-Carlo estimate;
+- :class:`EmpiricalFisher`: (1/Z) sum_n g_n g_n^T with the data's labels;
+- :class:`~losstools.curvature.kfac.KFAC` (kfac.py): per layer G_l kron A_l.
 
-A product with the first four costs about 2-3 gradients (benchmarks/curvature.py) per column.
+Every operator offers ``op @ M`` for M of shape (P,) or (P, k), ``dense()`` (behind the memory guard),
+``diagonal()``, ``blocks()`` (one (P_j, P_j) block per parameter tensor) and ``to_scipy()``. The generic
+methods use products (P of them for ``dense``); cheaper exact paths override them: the structured
+Linear-chain formulas for the Hessian, forward-over-reverse tensor blocks where forward mode is right,
+per-layer hooks (Linear / Conv2d) for the GGN and Fisher diagonals, per-example gradients elsewhere.
 
-``op @ M`` takes (P,) or (P, k); ``to_dense()`` builds the matrix behind the memory guard,
-``to_scipy()`` gives a ``scipy.sparse.linalg.LinearOperator`` (e.g. for ``eigsh``), ``diagonal()``
-returns the exact diagonal where it is cheap (per-layer hooks; Hessian: P products).
+Build an operator from an Objective, ``Hessian(obj)``, or, as a convenience, from
+``(model, loss_fn, data, params=...)``: ``Hessian(net, nn.CrossEntropyLoss(), loader)``.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import vmap
 
-from ..objective import Batch, Objective, ParamFilter
-from .exact import _basis_chunks, auto_chunk, hessian_diag
-from .layers import output_vectors
+from .. import _autodiff
+from .._distributed import all_reduce_sum
+from ..objective import Objective
+from . import _columns
+from . import linear_chain as structured
+from .layers import UnsupportedLayerError, output_vectors
 from .memory import check_dense
-from .passes import all_reduce_sum, data_mean, distributed, generator, global_count
+from .passes import generator
 
 LIKELIHOODS = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.MSELoss)
 
 
-def columns(fn: Callable, M: torch.Tensor, in_dim: int, out_dim: int) -> torch.Tensor:
-    """``vmap(fn)`` over dimension ``in_dim`` of M, stacked at ``out_dim``; a plain call for one column."""
-    if M.shape[in_dim] == 1:
-        return fn(M.select(in_dim, 0)).unsqueeze(out_dim)
-    return vmap(fn, in_dims=in_dim, out_dims=out_dim)(M)
+def as_objective(objective, loss_fn=None, data=None, params=None) -> Objective:
+    """``objective`` itself, or ``Objective(model, loss_fn, data, params)`` for the convenience form."""
+    if isinstance(objective, Objective):
+        if loss_fn is not None or data is not None or params is not None:
+            raise TypeError("pass either an Objective, or a model with loss_fn and data (and params), not both")
+        return objective
+    if isinstance(objective, nn.Module):
+        if loss_fn is None or data is None:
+            raise TypeError("a model needs loss_fn and data: Hessian(model, loss_fn, data) or Hessian(Objective(...))")
+        return Objective(objective, loss_fn, data, params)
+    raise TypeError(f"expected an Objective or an nn.Module, got {type(objective).__name__}")
 
 
 class CurvatureOperator:
     """Base class: a symmetric (P, P) curvature matrix of the mean loss, used through products.
 
-    Subclasses implement ``_matmat(M)`` for M of shape (P, k). ``objective`` holds the flat
-    parametrisation (``unflatten``, ``names``, ``slices()``); ``theta`` (P,) is where it is evaluated.
+    Subclasses implement ``_matmat(M)`` for M of shape (P, k) (a mean over the data through
+    ``Objective.data_mean``). ``objective`` holds the parametrisation; ``theta`` (P,) is where the
+    matrix is evaluated (default: the model's parameters). ``matvecs`` counts products (columns).
     """
 
     name = "curvature matrix"
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], params: ParamFilter = None,
-                 theta: torch.Tensor | None = None, progress: bool = False):
-        self.objective = Objective(model, loss_fn, data, params)
-        self.loss_fn = loss_fn
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta: torch.Tensor | None = None,
+                 progress: bool = False):
+        self.objective = as_objective(objective, loss_fn, data, params)
+        self.loss_fn = self.objective.loss_fn
         self.theta = self.objective._theta_or_default(theta).detach().clone()
-        self.progress = progress
-        self.num_examples = global_count(self.objective)  # over all ranks
-        self.matvecs = 0  # products computed so far (a column of a matrix counts as one)
+        self.progress = bool(progress)
+        self.num_examples = self.objective.num_examples  # over all ranks
+        self.matvecs = 0
 
     @property
     def num_params(self) -> int:
@@ -83,6 +96,9 @@ class CurvatureOperator:
     def _matmat(self, M: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _mean(self, batch_sum: Callable, shape: tuple, what: str) -> torch.Tensor:
+        return self.objective.data_mean(batch_sum, shape, self.progress, f"{self.name} {what}")
+
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         """The product with v of shape (P,) or (P, k); same shape out, on the parameters' device/dtype."""
         v = self.objective.check_vector(v, "v", allow_matrix=True)
@@ -91,18 +107,27 @@ class CurvatureOperator:
         out = self.objective._check_finite(self._matmat(M), f"{self.name} product")
         return out if v.ndim == 2 else out[:, 0]
 
-    def diagonal(self) -> torch.Tensor:
-        """The exact diagonal (P,), where a cheap method exists."""
-        raise NotImplementedError(f"{type(self).__name__} has no cheap exact diagonal; estimate it with hutchinson_diag(op)")
-
-    def to_dense(self, max_bytes: int | None = None, chunk_size: int | None = None) -> torch.Tensor:
-        """The dense (P, P) matrix from P products (in chunks of columns); refused over the memory budget."""
+    # ------------------------------------------------------------------ dense parts
+    def dense(self, max_bytes: int | None = None, chunk_size: int | None = None) -> torch.Tensor:
+        """The dense (P, P) matrix; refused before allocating over the memory budget (``max_bytes``)."""
         check_dense(self.num_params, self.num_params, self.dtype, self.name, max_bytes)
-        P, chunk = self.num_params, auto_chunk(self.objective, chunk_size)
-        dense = torch.empty(P, P, dtype=self.dtype, device=self.device)
-        for start, E in _basis_chunks(P, chunk, dense):
-            dense[:, start : start + len(E)] = self @ E.T
-        return dense
+        return self.objective._check_finite(self._part("dense", chunk_size), self.name)
+
+    to_dense = dense
+
+    def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
+        """The exact diagonal (P,). Generic method: P products (subclasses override it with cheaper ones)."""
+        return self.objective._check_finite(self._part("diagonal", chunk_size), f"{self.name} diagonal")
+
+    def blocks(self, max_bytes: int | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        """The diagonal blocks, one per parameter tensor: ``{name: (P_j, P_j)}`` (each behind the memory guard)."""
+        for name, size in zip(self.objective.names, self.objective.sizes):
+            check_dense(size, size, self.dtype, f"{self.name} block of {name}", max_bytes)
+        blocks = self._part("blocks", chunk_size)
+        return {n: self.objective._check_finite(b, self.name) for n, b in blocks.items()}
+
+    def _part(self, part: str, chunk_size: int | None):
+        return _columns.from_products(self, part, _columns.auto_chunk(self.objective, chunk_size))
 
     def to_scipy(self) -> LinearOperator:
         """A ``scipy.sparse.linalg.LinearOperator`` (NumPy in and out, float32/float64 as the parameters)."""
@@ -118,114 +143,134 @@ class CurvatureOperator:
         return f"{type(self).__name__}(P={self.num_params}, N={self.num_examples}, dtype={self.dtype}, device={self.device})"
 
 
-class HessianOperator(CurvatureOperator):
-    """The Hessian of the mean loss, by automatic differentiation.
-
-    One vector: reverse-over-forward, grad_theta (d/dt l(theta + t v)); several columns: vmapped
-    forward-over-reverse (``Objective.hvp``). Each was the faster one in its case, by 15-35 %, on an
-    MLP and a LeNet (benchmarks/curvature.py).
-    """
+class Hessian(CurvatureOperator):
+    """The Hessian of the mean loss. Products: ``Objective.hvp`` (forward-over-reverse where it is right
+    for the model, else reverse-over-reverse). ``dense``/``diagonal``/``blocks``: the exact structured
+    formulas for Linear/elementwise chains (about N P^2 flops for the dense matrix, far below P products),
+    else forward-over-reverse tensor blocks, else P products."""
 
     name = "Hessian"
 
     def _matmat(self, M):
-        obj, theta = self.objective, self.theta
-        if M.shape[1] > 1:
-            return all_reduce_sum(obj.hvp(M, theta) * obj.num_examples) / self.num_examples
+        return self.objective.hvp(M, self.theta)
 
-        def batch_sum(X, y):
-            def directional(th):  # d/dt l(th + t v) at t = 0
-                return jvp(lambda t: obj.batch_loss(t, X, y), (th,), (M[:, 0],))[1]
-
-            return grad(directional)(theta).unsqueeze(1) * len(X)
-
-        return data_mean(obj, batch_sum, self.progress, "Hessian product")
-
-    def diagonal(self) -> torch.Tensor:
-        """The exact Hessian diagonal (P,): P restricted products (``exact.hessian_diag``); single process only."""
-        if distributed():
-            raise RuntimeError("HessianOperator.diagonal() is exact but not distributed; use hutchinson_diag(op)")
-        return hessian_diag(self.objective, self.theta)
-
-
-class _OuterProductOperator(CurvatureOperator):
-    """(1/N) sum_n J_n^T V_n V_n^T J_n with output vectors V_n (C, K) of a ``kind`` (see layers.output_vectors).
-
-    A product costs one Jacobian-vector and one vector-Jacobian product per column and batch.
-    """
-
-    kind = "exact"
-
-    def __init__(self, model, loss_fn, data, params=None, theta=None, progress=False,
-                 mc_samples: int = 1, seed: int | torch.Generator | None = 0):
-        super().__init__(model, loss_fn, data, params, theta, progress)
-        self.mc_samples = int(mc_samples)
-        self._gen = generator(seed, self.device)
-        self._state = self._gen.get_state()  # every product re-draws the same labels: a fixed matrix
-
-    def _fresh_generator(self) -> torch.Generator:
-        self._gen.set_state(self._state)
-        return self._gen
-
-    def _matmat(self, M):
-        obj, theta, gen = self.objective, self.theta, self._fresh_generator()
-
-        def batch_sum(X, y):
-            def f(th):
-                return obj.outputs(th, X)
-
-            out, pullback = vjp(f, theta)
-            V = output_vectors(self.kind, self.loss_fn, out.detach(), y, self.mc_samples, gen)  # (B, C, K)
-            JM = columns(lambda m: jvp(f, (theta,), (m,))[1], M, 1, 0).reshape(M.shape[1], len(X), -1)
-            W = torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", JM, V))
-            return columns(lambda w: pullback(w)[0], W.reshape(M.shape[1], *out.shape), 0, 1)
-
-        return data_mean(obj, batch_sum, self.progress, f"{self.name} product")
-
-    def diagonal(self) -> torch.Tensor:
-        """The exact diagonal (P,) of this matrix by per-layer hooks (Linear / Conv2d parameters only)."""
-        from .diagonal import layer_diagonal
-
-        return layer_diagonal(self.objective, self.loss_fn, self.kind, self.theta, self.mc_samples,
-                              self._fresh_generator(), self.progress)
+    def _part(self, part: str, chunk_size: int | None):
+        obj = self.objective
+        chain = structured.linear_chain(obj)
+        if chain is not None:
+            if part == "dense":
+                out = torch.zeros(obj.num_params, obj.num_params, dtype=obj.dtype, device=obj.device)
+                structured.dense_hessian(chain, self.theta, out, chunk_size)
+                return all_reduce_sum(out)
+            if part == "diagonal":
+                out = torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
+                structured.diagonal(chain, self.theta, out, chunk_size)
+                return all_reduce_sum(out)
+            blocks = structured.diagonal_blocks(chain, self.theta, chunk_size)
+            return {n: all_reduce_sum(blocks[n]) for n in obj.names}
+        if obj.ad_mode == "forward":
+            return _columns.hessian_tensor_blocks(obj, self.theta, part, _columns.auto_chunk(obj, chunk_size))
+        return super()._part(part, chunk_size)
 
 
-class GGNOperator(_OuterProductOperator):
-    """The generalised Gauss-Newton G = (1/N) sum_n J_n^T H_n J_n, H_n the loss Hessian w.r.t. the outputs.
+def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
+    """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
+    flat = JM.reshape(len(JM), -1).T  # (outputs, k)
 
-    Positive semi-definite for losses convex in the outputs; equals the true Fisher for
-    cross-entropy, BCE-with-logits and MSE. ``diagonal()`` is exact and costs about C gradients.
-    """
+    def loss_of(o):
+        return obj.loss_terms.sum(o.view_as(out), y)
+
+    return _autodiff.hvp(loss_of, out.reshape(-1), flat, obj.ad_mode).T.reshape(JM.shape)
+
+
+class GGN(CurvatureOperator):
+    """The generalised Gauss-Newton G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss
+    term in the outputs: PSD for losses convex in the outputs; equals the true Fisher for cross-entropy,
+    BCE-with-logits and MSE. A product: one Jacobian-vector product, the loss's Hessian in the outputs,
+    one vector-Jacobian product. ``diagonal()``: per-layer hooks (Linear / Conv2d; about C gradients for C
+    outputs), per-example gradients for any other layer."""
 
     name = "GGN"
+    kind = "exact"
 
-    def __init__(self, model, loss_fn, data, params=None, theta=None, progress=False):
-        super().__init__(model, loss_fn, data, params, theta, progress)
+    def _matmat(self, M):
+        obj, mode = self.objective, self.objective.ad_mode
+
+        def batch_sum(X, y):
+            out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
+            HJM = _output_hessian_product(obj, out.detach(), y, JM)
+            return _autodiff.columns(pullback, HJM, 0, 1)
+
+        return self._mean(batch_sum, tuple(M.shape), "product")
+
+    def _vectors(self) -> Callable:
+        """``(out, y) -> V (B, C, K)`` with sum_k V V^T this matrix's per-example output matrix."""
+        return lambda out, y: output_vectors(self.kind, self.objective.loss_terms, out, y)
+
+    def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
+        """The exact diagonal (P,): per-layer hooks, or per-example gradients for other layers."""
+        from .diagonal import layer_diagonal, per_example_diagonal
+
+        obj = self.objective
+        try:
+            diag = layer_diagonal(obj, self._vectors(), self.theta, self.progress, f"the {self.name} diagonal")
+        except UnsupportedLayerError:
+            diag = per_example_diagonal(obj, self._vectors(), self.theta, self.progress, f"the {self.name} diagonal")
+        return obj._check_finite(diag, f"{self.name} diagonal")
 
 
-class FisherOperator(_OuterProductOperator):
+class _OuterProduct(GGN):
+    """(1/Z) sum_n J_n^T V_n V_n^T J_n for output vectors V_n (C, K) of a ``kind`` (see layers.output_vectors)."""
+
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False,
+                 mc_samples: int = 1, seed: int | torch.Generator | None = 0):
+        super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
+        self.mc_samples = int(mc_samples)
+        self._gen = generator(seed, self.device)
+        self._state = self._gen.get_state()  # every product re-draws the same labels: one fixed matrix
+
+    def _vectors(self) -> Callable:
+        self._gen.set_state(self._state)
+        terms, kind, samples, gen = self.objective.loss_terms, self.kind, self.mc_samples, self._gen
+        return lambda out, y: output_vectors(kind, terms, out, y, samples, gen)
+
+    def _matmat(self, M):
+        obj, vectors = self.objective, self._vectors()
+
+        def batch_sum(X, y):
+            out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, obj.ad_mode)
+            V = vectors(out.detach(), y)  # (B, C, K)
+            JM = JM.reshape(M.shape[1], len(X), -1)
+            W = torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", JM, V))
+            return _autodiff.columns(pullback, W.reshape(M.shape[1], *out.shape), 0, 1)
+
+        return self._mean(batch_sum, tuple(M.shape), "product")
+
+
+class Fisher(_OuterProduct):
     """The true Fisher E_{y~p(y|f)}[g g^T] of the likelihood whose negative log is ``loss_fn``.
 
     ``mc_samples=None``: exact (the expectation in closed form; equals the GGN for these losses).
-    ``mc_samples=S``: the Monte-Carlo Fisher with S labels per example sampled from ``seed``; the
-    labels are fixed at construction, so the operator is one fixed PSD matrix (unbiased for the true one).
+    ``mc_samples=S``: the Monte-Carlo Fisher with S labels per example sampled from ``seed``; the labels
+    are fixed at construction, so the operator is one fixed PSD matrix (unbiased for the true one).
     """
 
     name = "Fisher"
 
-    def __init__(self, model, loss_fn, data, params=None, theta=None, progress=False,
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False,
                  mc_samples: int | None = None, seed: int | torch.Generator | None = 0):
-        if not isinstance(loss_fn, LIKELIHOODS):
+        obj = as_objective(objective, loss_fn, data, params)
+        if not isinstance(obj.loss_fn, LIKELIHOODS):
             raise ValueError(f"the true Fisher needs a likelihood: nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or "
-                             f"nn.MSELoss, not {type(loss_fn).__name__}; use GGNOperator or EmpiricalFisherOperator")
-        if mc_samples is not None and int(mc_samples) < 1:
-            raise ValueError(f"mc_samples must be a positive integer or None (exact), got {mc_samples}")
-        super().__init__(model, loss_fn, data, params, theta, progress, mc_samples or 1, seed)
+                             f"nn.MSELoss, not {type(obj.loss_fn).__name__}; use GGN or EmpiricalFisher")
+        if mc_samples is not None and (isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1):
+            raise ValueError(f"mc_samples must be a positive integer or None (exact), got {mc_samples!r}")
+        super().__init__(obj, theta=theta, progress=progress, mc_samples=mc_samples or 1, seed=seed)
         self.kind = "exact" if mc_samples is None else "mc"
 
 
-class EmpiricalFisherOperator(_OuterProductOperator):
-    """The empirical Fisher (1/N) sum_n g_n g_n^T, g_n the per-example gradient with the data's labels.
+class EmpiricalFisher(_OuterProduct):
+    """The empirical Fisher (1/Z) sum_n g_n g_n^T, g_n example n's gradient with the data's labels.
 
     Not the curvature of anything in general: it matches the Fisher only where the model fits the labels' noise.
     """
@@ -233,5 +278,6 @@ class EmpiricalFisherOperator(_OuterProductOperator):
     name = "empirical Fisher"
     kind = "empirical"
 
-    def __init__(self, model, loss_fn, data, params=None, theta=None, progress=False):
-        super().__init__(model, loss_fn, data, params, theta, progress)
+
+# the names of earlier releases, kept so that code written for them runs unchanged
+HessianOperator, GGNOperator, FisherOperator, EmpiricalFisherOperator = Hessian, GGN, Fisher, EmpiricalFisher

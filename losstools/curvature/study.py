@@ -14,8 +14,7 @@ from torch import nn
 
 from ..objective import Batch
 from .estimators import hutchinson_diag, hutchinson_trace, hutchpp_trace, lanczos
-from .operators import GGNOperator, HessianOperator
-from .diagonal import layer_diagonal
+from .operators import GGN, Fisher, Hessian
 
 
 def relative_error(estimate: torch.Tensor, exact: torch.Tensor) -> float:
@@ -33,7 +32,7 @@ def cost_accuracy(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Ba
     so keep the model tiny (P up to a few hundred); its parameters must sit in Linear / Conv2d
     layers (for the Monte-Carlo diagonal). ``"budgets"`` holds the budgets themselves.
     """
-    H_op, G_op = HessianOperator(model, loss_fn, data), GGNOperator(model, loss_fn, data)
+    H_op, G_op = Hessian(model, loss_fn, data), GGN(model, loss_fn, data)
     H = H_op.to_dense()
     diag_H, trace_H = H.diagonal(), H.trace()
     top = torch.linalg.eigvalsh(H)[-1]
@@ -47,7 +46,7 @@ def cost_accuracy(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Ba
             row["Hutchinson diag(H)"].append(relative_error(hutchinson_diag(H_op, budget, seed, progress=False), diag_H))
             row["Hutchinson tr(H)"].append(relative_error(hutchinson_trace(H_op, budget, seed, progress=False), trace_H))
             row["Hutch++ tr(H)"].append(relative_error(hutchpp_trace(H_op, max(3, budget), seed), trace_H))
-            mc = layer_diagonal(G_op.objective, loss_fn, "mc", mc_samples=budget, seed=seed, progress=False)
+            mc = Fisher(G_op.objective, mc_samples=budget, seed=seed).diagonal()
             row["MC diag(GGN)"].append(relative_error(mc, diag_G))
             value = lanczos(H_op, 1, tol=0.0, max_steps=budget, seed=seed)[0][0]
             row["Lanczos top eig(H)"].append(relative_error(value, top))

@@ -1,0 +1,60 @@
+"""Second-order products by two differentiation paths, and the choice between them.
+
+``"forward"``: forward-over-reverse (``jvp`` of ``grad``), the fastest path where torch supports it.
+``"reverse"``: reverse-over-reverse (``vjp`` of ``grad``; a Jacobian-vector product as the ``vjp`` of a
+``vjp``), the path torch supports for every twice-differentiable op. In torch 2.13 forward mode is
+missing for the fused attention kernels and some other ops; reverse-over-forward is wrong for
+LayerNorm, so it is never used. :func:`paths_agree` checks a model once (see ``Objective.ad_mode``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.func import grad, jvp, vjp, vmap
+
+MODES = ("forward", "reverse")
+
+
+def columns(fn: Callable, M: torch.Tensor, in_dim: int = 1, out_dim: int = 1) -> torch.Tensor:
+    """``vmap(fn)`` over dimension ``in_dim`` of M, stacked at ``out_dim``; a plain call for one column."""
+    if M.shape[in_dim] == 1:
+        return fn(M.select(in_dim, 0)).unsqueeze(out_dim)
+    # stacked first, then moved: vmap cannot place an output that does not depend on M at out_dims > 0
+    return vmap(fn, in_dims=in_dim)(M).movedim(0, out_dim)
+
+
+def hvp(f: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, M: torch.Tensor, mode: str) -> torch.Tensor:
+    """H M for the Hessian H of the scalar ``f`` at ``theta`` (P,), M of shape (P, k) -> (P, k)."""
+    if mode == "forward":
+        return columns(lambda m: jvp(grad(f), (theta,), (m,))[1], M)
+    _, pullback = vjp(grad(f), theta)
+    return columns(lambda m: pullback(m)[0], M)
+
+
+def jacobian_products(g: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, M: torch.Tensor,
+                      mode: str) -> tuple[torch.Tensor, torch.Tensor, Callable]:
+    """``(out, J M, pullback)`` for ``out = g(theta)``: J M of shape (k, *out.shape) and u -> J^T u."""
+    out, pullback = vjp(g, theta)
+    if mode == "forward":
+        JM = columns(lambda m: jvp(g, (theta,), (m,))[1], M, 1, 0)
+    else:  # J m = d/du <J^T u, m>: the vjp of the (linear) vjp
+        _, dual = vjp(lambda u: pullback(u)[0], torch.zeros_like(out))
+        JM = columns(lambda m: dual(m)[0], M, 1, 0)
+    return out, JM, lambda u: pullback(u)[0]
+
+
+def paths_agree(f: Callable[[torch.Tensor], torch.Tensor], g: Callable[[torch.Tensor], torch.Tensor],
+                theta: torch.Tensor, gen: torch.Generator, rtol: float = 1e-6) -> bool:
+    """Whether the forward path gives the reverse path's H M and J M on two random columns.
+
+    Call it in float64 on a few examples: round-off then stays far below ``rtol``, while the known
+    wrong rules are off by percents. An op without forward mode counts as disagreement.
+    """
+    M = torch.randn(theta.numel(), 2, generator=gen, dtype=theta.dtype, device=theta.device)
+    reference = hvp(f, theta, M, "reverse"), jacobian_products(g, theta, M, "reverse")[1]
+    try:
+        candidate = hvp(f, theta, M, "forward"), jacobian_products(g, theta, M, "forward")[1]
+    except (NotImplementedError, RuntimeError):
+        return False
+    return all(torch.allclose(c, r, rtol=rtol, atol=rtol * r.abs().max().item()) for c, r in zip(candidate, reference))
