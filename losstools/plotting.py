@@ -107,10 +107,10 @@ def loss_history(history: dict[str, list[float]], ax=None, title: str = "Trainin
         best = int(np.argmin(val))
         ax.axvline(best + 1, color="0.5", lw=0.8, ls=":")
         rise = val[-1] / val[best] - 1
-        note = (f"lowest validation loss at epoch {best + 1}; after it the validation loss rises "
-                f"by {100 * rise:.0f}% while the training loss falls: overfitting"
+        note = (f"lowest validation loss at epoch {best + 1};\nafter it the validation loss rises by {100 * rise:.0f}%\n"
+                "while the training loss falls: overfitting"
                 if best + 1 < len(val) and rise > 0.01 else f"lowest validation loss at epoch {best + 1}")
-        ax.text(0.02, 0.03, note, transform=ax.transAxes, fontsize=8, wrap=True)
+        ax.text(0.33, 0.6, note, transform=ax.transAxes, fontsize=9, va="top")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean cross-entropy loss")
@@ -392,6 +392,15 @@ def predicted_vs_actual(history: Sequence[dict], title: str = "Loss models of ea
     return PredictedVsActual(plt.figure(figsize=(10, 3.9))).draw(history, title)
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, a legend and a light grid: the common end of the single-panel pruning plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+
+
 def one_step_predictions(sparsities: Sequence[float], actual: Sequence[float], predicted: dict[str, Sequence[float]],
                          title: str = "One-step pruning: predicted vs. actual loss change") -> Figure:
     """The actual ΔL of pruning in one step to each sparsity (black) and each model's prediction of it."""
@@ -399,11 +408,7 @@ def one_step_predictions(sparsities: Sequence[float], actual: Sequence[float], p
     ax.plot(sparsities, actual, "k.-", label="actual")
     for name, values in predicted.items():
         ax.plot(sparsities, values, ".-", color=PRUNING_COLOURS[name], label=name.upper())
-    ax.set_xlabel("sparsity κ reached in one step")
-    ax.set_ylabel("ΔL")
-    ax.set_title(title)
-    ax.legend(fontsize=9)
-    ax.grid(alpha=0.3)
+    _finish(ax, "sparsity κ reached in one step", "ΔL", title)
     return fig
 
 
@@ -436,12 +441,8 @@ def finetuning_curves(curves: dict[str, Sequence[float]], title: str = "Fine-tun
     fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
     for i, (label, errors) in enumerate(curves.items()):
         ax.plot(range(len(errors)), errors, "o-", ms=3, color=f"C{i + 1}", label=label)
-    ax.set_xlabel("fine-tuning epoch (0: right after pruning)")
-    ax.set_ylabel("validation error (%)")
     ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.legend(fontsize=9)
-    ax.grid(alpha=0.3)
+    _finish(ax, "fine-tuning epoch (0: right after pruning)", "validation error (%)", title)
     return fig
 
 
@@ -452,11 +453,7 @@ def pruning_outcomes(records: Sequence[dict], title: str = "Loss preserved vs. n
         rows = [r for r in records if r["criterion"] == criterion]
         ax.scatter([r["dL"] for r in rows], [100 * r["finetuned"]["val_error"] for r in rows], s=16,
                    color=PRUNING_COLOURS.get(criterion, "k"), label=criterion.upper())
-    ax.set_xlabel("ΔL right after pruning")
-    ax.set_ylabel("validation error after fine-tuning (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "ΔL right after pruning", "validation error after fine-tuning (%)", title)
     return fig
 
 
