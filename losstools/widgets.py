@@ -51,6 +51,7 @@ class Explorer:
         self.output = W.Output()
         self.widget = W.VBox([W.HBox([controls[name] for name in row]) for row in rows] + [self.readout, self.output])
         self.widget.add_class("losstools-explorer")     # how tests and styles find an explorer on the page
+        plotting.projector_fonts(self.figure)
         self.last_seconds = float("nan")
         for control in controls.values():
             control.observe(self.update, names="value")
