@@ -37,6 +37,7 @@ def interactions(explorer, moves, repeat):
     rows = []
     for name, value in moves:
         def move(name=name, value=value):
+            getattr(explorer, "_runs", {}).clear()     # the pruning explorer's cache: time a first visit
             explorer.controls[name].value = value
             explorer.update()
         rows.append((f"{type(explorer).__name__}: {name} = {value}", clock(move, repeat)))

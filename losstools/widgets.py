@@ -310,6 +310,7 @@ class PruningExplorer(Explorer):
         self.plot = plotting.PredictedVsActual(dpi=dpi)
         self.figure = self.plot.figure
         self.result = None
+        self._runs: dict[tuple, object] = {}     # the last 64 pruning runs, by (criterion, sparsity, steps, λ)
         controls = {
             "criterion": W.Dropdown(options=[c for c in ("mp", "lm", "qm", "obd") if c in CRITERIA], value=criterion,
                                     description="criterion", style=WIDE, layout=W.Layout(width="200px")),
@@ -326,8 +327,13 @@ class PruningExplorer(Explorer):
         from .pruning import prune
 
         v = {name: control.value for name, control in self.controls.items()}
-        self.result = prune(self.model, self.loss_fn, self.dataset, v["criterion"], v["sparsity"], v["steps"],
-                            reg=v["reg"], samples=self.samples)
+        key = (v["criterion"], v["sparsity"], v["steps"], v["reg"])
+        if key not in self._runs:                # a setting seen before redraws without pruning again
+            if len(self._runs) >= 64:
+                self._runs.pop(next(iter(self._runs)))
+            self._runs[key] = prune(self.model, self.loss_fn, self.dataset, v["criterion"], v["sparsity"], v["steps"],
+                                    reg=v["reg"], samples=self.samples)
+        self.result = self._runs[key]
         history = self.result.history
         self.plot.draw(history, f"{v['criterion'].upper()}, κ = {v['sparsity']:.2f}, {v['steps']} steps, "
                                 f"λ = {v['reg']:g}")
