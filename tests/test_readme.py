@@ -25,7 +25,8 @@ def test_readme_python_blocks_run_in_one_fresh_interpreter(tmp_path):
     script = "\n".join(f"# ---- README block {i + 1}\n{block}" for i, block in enumerate(blocks))
     script = "import matplotlib\nmatplotlib.use('Agg')\n" + script   # figures without a display
     (tmp_path / "readme_blocks.py").write_text(script)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}           # small problems: one thread is fastest on a shared machine
     done = subprocess.run([sys.executable, "readme_blocks.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, f"a README block failed:\n{done.stderr[-4000:]}"
