@@ -4,7 +4,7 @@
 ``"reverse"``: reverse-over-reverse (``vjp`` of ``grad``; a Jacobian-vector product as the ``vjp`` of a
 ``vjp``), the path torch supports for every twice-differentiable op. In torch 2.13 forward mode is
 missing for the fused attention kernels and some other ops; reverse-over-forward is wrong for
-LayerNorm, so it is never used. :func:`paths_agree` checks a model once (see ``Objective.ad_mode``).
+LayerNorm, so it is never used. :func:`paths_agree` checks a model once (``Objective.forward_mode_ok``).
 """
 from __future__ import annotations
 

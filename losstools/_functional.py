@@ -10,7 +10,6 @@ neither forward-mode nor second derivatives.
 from __future__ import annotations
 
 import copy
-import itertools
 from typing import Iterator
 
 import torch
@@ -22,14 +21,24 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 TRAIN_MODE_MODULES = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 def structural_copy(model: nn.Module) -> nn.Module:
-    """New module objects with the same parameters and buffers (shared, not copied); the model if it
-    cannot be copied (then ``functional_call`` swaps tensors on it transiently and restores them)."""
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    memo = {id(t): t for t in tensors}
-    try:
-        return copy.deepcopy(model, memo)
-    except Exception:  # e.g. a module holding an uncopyable handle: fall back to the model itself
-        return model
+    """New module objects with the same parameters, buffers and other attributes (shared, not copied).
+
+    Each module is copied shallowly with its own containers (parameters, buffers, submodules, hooks), so
+    that swapping tensors in or registering hooks on the copy never reaches the user's modules; a module
+    placed twice stays one module in the copy.
+    """
+    copies: dict[int, nn.Module] = {}
+
+    def clone(module: nn.Module) -> nn.Module:
+        if id(module) not in copies:
+            c = copies[id(module)] = copy.copy(module)
+            for key, value in vars(module).items():
+                if isinstance(value, (dict, set)):
+                    setattr(c, key, copy.copy(value))
+            c._modules = {name: None if m is None else clone(m) for name, m in module._modules.items()}
+        return copies[id(module)]
+
+    return clone(model)
 
 
 def refuse_train_mode(model: nn.Module) -> None:

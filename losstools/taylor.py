@@ -44,7 +44,7 @@ ORDER = {"linear": 1, "quadratic": 2, "diagonal": 2, "obd": 2}  # highest power 
 CURVATURES = ("hessian", "ggn", "hessian_diag", "ggn_diag")
 
 
-def order(model: str) -> int:
+def expansion_order(model: str) -> int:
     """The expansion order k of a model (1 for ``linear``, 2 for the others): its error is O(|t|^(k+1))
     when the model is the full Taylor polynomial (``linear``, ``quadratic`` with the Hessian)."""
     return ORDER[_check_models(model)[0]]

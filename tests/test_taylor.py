@@ -227,7 +227,7 @@ def test_eigenvector_directions():
 
 # ----------------------------------------------------------------------- bad input
 def test_order_of_models():
-    assert [taylor.order(m) for m in taylor.MODELS] == [1, 2, 2, 2]
+    assert [taylor.expansion_order(m) for m in taylor.MODELS] == [1, 2, 2, 2]
 
 
 @pytest.mark.parametrize("call, message", [

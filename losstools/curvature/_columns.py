@@ -6,7 +6,7 @@ Two generic engines, both exact:
 - :func:`hessian_tensor_blocks`: the Hessian's column block of parameter tensor j by forward-over-reverse
   products that differentiate only tensors j, j+1, ... (the model gets its tensors as a dict, so earlier
   ones carry no tangent and the backward pass stops there); the rest follows from symmetry. Used only
-  where forward mode is right for the model (``Objective.ad_mode == "forward"``).
+  where forward mode is right for the model (``Objective.forward_mode_ok``).
 
 Chunk sizes aim at about ``_CHUNK_BYTES`` of tangent activations and are the same on every rank.
 """

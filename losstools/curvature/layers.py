@@ -160,6 +160,12 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
 
 def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
+    loss = terms.loss_fn
+    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and not y.is_floating_point() \
+            and loss.label_smoothing == 0:  # closed form: c_n (softmax - one-hot)
+        p = torch.softmax(out, -1)
+        onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
+        return ((p - onehot) * _class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
     g = vmap(grad(terms.per_example()))(out, y)
     return g.reshape(len(out), -1, 1)
 

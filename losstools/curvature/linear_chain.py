@@ -56,7 +56,7 @@ class Part:
 
 
 @dataclass
-class Layer:
+class ChainLayer:
     """One Linear layer, the elementwise activations after it, and its selected parameter tensors."""
 
     weight: str  # names in the objective's params_dict
@@ -92,7 +92,7 @@ def _elementwise_chain(modules: list[nn.Module]) -> Callable[[torch.Tensor], tor
 class LinearChain:
     """The structure of a qualifying model (see module docstring); build with :func:`linear_chain`."""
 
-    def __init__(self, obj: Objective, prefix: list[nn.Module], layers: list[Layer]):
+    def __init__(self, obj: Objective, prefix: list[nn.Module], layers: list[ChainLayer]):
         self.obj, self.prefix, self.layers = obj, _elementwise_chain(prefix), layers
 
     def _forward(self, params: dict, X: torch.Tensor):
@@ -174,10 +174,10 @@ def linear_chain(obj: Objective) -> LinearChain | None:
         if any(True for _ in m.parameters()) or any(True for _ in m.buffers()):
             return None
         prefix.append(m)
-    layers: list[Layer] = []
+    layers: list[ChainLayer] = []
     for name, m in children:
         if type(m) is nn.Linear:
-            layers.append(Layer(f"{name}.weight", f"{name}.bias" if m.bias is not None else None, [], []))
+            layers.append(ChainLayer(f"{name}.weight", f"{name}.bias" if m.bias is not None else None, [], []))
         elif type(m) in ELEMENTWISE and layers:
             layers[-1].activations.append(m)
         else:

@@ -144,10 +144,10 @@ class CurvatureOperator:
 
 
 class Hessian(CurvatureOperator):
-    """The Hessian of the mean loss. Products: ``Objective.hvp`` (forward-over-reverse where it is right
-    for the model, else reverse-over-reverse). ``dense``/``diagonal``/``blocks``: the exact structured
-    formulas for Linear/elementwise chains (about N P^2 flops for the dense matrix, far below P products),
-    else forward-over-reverse tensor blocks, else P products."""
+    """The Hessian of the mean loss. Products: ``Objective.hvp`` (reverse-over-reverse by default).
+    ``dense``/``diagonal``/``blocks``: the exact structured formulas for Linear/elementwise chains (about
+    N P^2 flops for the dense matrix, far below P products), else forward-over-reverse tensor blocks where
+    forward mode is right for the model (half the work, by symmetry), else P products."""
 
     name = "Hessian"
 
@@ -168,7 +168,7 @@ class Hessian(CurvatureOperator):
                 return all_reduce_sum(out)
             blocks = structured.diagonal_blocks(chain, self.theta, chunk_size)
             return {n: all_reduce_sum(blocks[n]) for n in obj.names}
-        if obj.ad_mode == "forward":
+        if obj.forward_mode_ok:
             return _columns.hessian_tensor_blocks(obj, self.theta, part, _columns.auto_chunk(obj, chunk_size))
         return super()._part(part, chunk_size)
 
