@@ -59,23 +59,23 @@ class LossTerms:
             self._sum.reduction = "sum"
         else:
             self._sum = loss_fn
-        self._by_dtype: dict[torch.dtype, Callable] = {}
+        self._by_dtype: dict[tuple, Callable] = {}
         self.name = type(loss_fn).__name__ if self.is_module else getattr(loss_fn, "__name__", "loss_fn")
 
     # ------------------------------------------------------------------ the two parts
     def sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The sum of the per-example terms, a 0-d tensor (differentiable in ``outputs``)."""
         if self.is_module:
-            return self._summing(outputs.dtype)(outputs, targets)
+            return self._summing(outputs.dtype, outputs.device)(outputs, targets)
         return self._sum(outputs, targets) * len(outputs)
 
-    def _summing(self, dtype: torch.dtype) -> Callable:
-        """The summing loss with its floating buffers (class weights, pos_weight) in ``dtype``."""
+    def _summing(self, dtype: torch.dtype, device: torch.device) -> Callable:
+        """The summing loss with its floating buffers (class weights, pos_weight) in ``dtype`` on ``device``."""
         if not isinstance(self._sum, nn.Module):
             return self._sum
-        if dtype not in self._by_dtype:
-            self._by_dtype[dtype] = copy.deepcopy(self._sum).to(dtype)
-        return self._by_dtype[dtype]
+        if (dtype, device) not in self._by_dtype:
+            self._by_dtype[dtype, device] = copy.deepcopy(self._sum).to(device=device, dtype=dtype)
+        return self._by_dtype[dtype, device]
 
     def normaliser(self, targets: torch.Tensor) -> float:
         """What ``loss_fn``'s mean divides by on a batch with these targets (a Python float)."""

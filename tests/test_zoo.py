@@ -25,8 +25,9 @@ def oracle(name):
 
 
 def close(actual, expected, what=""):
+    expected = expected.to(actual.device)
     scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
-    torch.testing.assert_close(actual.cpu(), expected, rtol=1e-8, atol=1e-10 * scale, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(actual, expected, rtol=1e-8, atol=1e-10 * scale, msg=lambda m: f"{what}: {m}")
 
 
 def objective(case, device="cpu", **kw):
@@ -53,17 +54,18 @@ def test_loss_gradient_and_hessian_vector_products(name, mode, device):
     assert obj.names == o["names"]
     close(obj.loss(), o["loss"], "loss")
     close(obj.grad(), o["grad"], "gradient")
-    V = probes(obj.num_params)
+    V = probes(obj.num_params).to(device)
     close(obj.hvp(V), o["hessian"] @ V, f"H V ({obj.ad_mode})")
     close(obj.hvp(V[:, 0]), o["hessian"] @ V[:, 0], f"H v ({obj.ad_mode})")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
-def test_hessian_operator_dense_diagonal_blocks(name):
+def test_hessian_operator_dense_diagonal_blocks(name, device):
     case, o = zoo.cases()[name], oracle(name)
-    obj = objective(case)
+    obj = objective(case, device)
     H = C.Hessian(obj)
-    V = probes(obj.num_params)
+    V = probes(obj.num_params).to(device)
     close(H @ V, o["hessian"] @ V, "Hessian @ V")
     close(H @ V[:, 1], o["hessian"] @ V[:, 1], "Hessian @ v")
     close(H.dense(), o["hessian"], "Hessian.dense")
@@ -77,19 +79,20 @@ def test_hessian_operator_dense_diagonal_blocks(name):
     assert abs(top - torch.linalg.eigvalsh(o["hessian"])[-1].item()) < 1e-8 * max(1.0, abs(top))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
-def test_gauss_newton_fisher_and_empirical_fisher(name):
+def test_gauss_newton_fisher_and_empirical_fisher(name, device):
     case, o = zoo.cases()[name], oracle(name)
-    obj = objective(case)
+    obj = objective(case, device)
     G, E = C.GGN(obj), C.EmpiricalFisher(obj)
-    V = probes(obj.num_params)
+    V = probes(obj.num_params).to(device)
     close(G @ V, o["ggn"] @ V, "GGN @ V")
     close(G @ V[:, 2], o["ggn"] @ V[:, 2], "GGN @ v")
     close(lt.ggn(obj), o["ggn"], "lt.ggn")
     close(G.diagonal(), o["ggn"].diagonal(), "GGN diagonal")
     close(E @ V, o["empirical"] @ V, "empirical Fisher @ V")
     close(E.diagonal(), o["empirical"].diagonal(), "empirical Fisher diagonal")
-    close(obj.flatten(C.diag_fisher(case.model, case.loss_fn, case.data, params=case.params)),
+    close(obj.flatten(C.diag_fisher(case.model, case.loss_fn, case.data, params=case.params)).cpu(),
           o["empirical"].diagonal(), "diag_fisher")
     if case.likelihood:
         F = C.Fisher(obj)
@@ -98,10 +101,11 @@ def test_gauss_newton_fisher_and_empirical_fisher(name):
               o["ggn"].diagonal(), "diag_ggn")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
-def test_kfac_where_its_layers_are_or_a_clear_refusal(name):
+def test_kfac_where_its_layers_are_or_a_clear_refusal(name, device):
     case = zoo.cases()[name]
-    obj = objective(case)
+    obj = objective(case, device)
     if not case.layers:
         with pytest.raises(C.UnsupportedLayerError, match="K-FAC"):
             C.KFAC(obj, progress=False)

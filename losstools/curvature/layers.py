@@ -97,12 +97,13 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
 def _class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
     if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
-        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else loss.weight.to(dtype)
+        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
+            loss.weight.to(device=y.device, dtype=dtype)
         return y.to(dtype) @ w
     keep = (y != loss.ignore_index).to(dtype)
     if loss.weight is None:
         return keep
-    return loss.weight.to(dtype)[torch.where(keep.bool(), y, 0)] * keep
+    return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
 
 
 def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

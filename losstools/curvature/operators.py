@@ -199,7 +199,7 @@ class GGN(CurvatureOperator):
         def batch_sum(X, y):
             out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
             HJM = _output_hessian_product(obj, out.detach(), y, JM)
-            return _autodiff.columns(pullback, HJM, 0, 1)
+            return pullback(HJM).T
 
         return self._mean(batch_sum, tuple(M.shape), "product")
 
@@ -242,7 +242,7 @@ class _OuterProduct(GGN):
             V = vectors(out.detach(), y)  # (B, C, K)
             JM = JM.reshape(M.shape[1], len(X), -1)
             W = torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", JM, V))
-            return _autodiff.columns(pullback, W.reshape(M.shape[1], *out.shape), 0, 1)
+            return pullback(W.reshape(M.shape[1], *out.shape)).T
 
         return self._mean(batch_sum, tuple(M.shape), "product")
 
