@@ -35,9 +35,11 @@ def demo_hessian(args, out: Path, log) -> dict:
     seconds = time.perf_counter() - start
     values, _ = eigh(H)
     boundaries = [s.stop for s in obj.slices().values()][:-1]
-    fig = plotting.curvature_overview(H, values, boundaries, name=f"Hessian of the {'-'.join(map(str, sizes))} MLP")
+    name = f"Hessian of the {'-'.join(map(str, sizes))} MLP"
+    fig = plotting.curvature_overview(H, values, boundaries, name=name, labels=list(obj.slices()))
     fig.savefig(out / "hessian.png", dpi=120)
-    plotting.loss_history(history).savefig(out / "training.png", dpi=120)
+    plotting.loss_history(history, title=f"Training the {'-'.join(map(str, sizes))} tanh MLP on digits (Adam, "
+                                         f"lr {args.lr:g})").savefig(out / "training.png", dpi=120)
     g = obj.grad()
     top, bottom = values[:5].tolist(), values[-5:].tolist()
     lines = [
@@ -70,17 +72,16 @@ def demo_taylor(args, out: Path, log, base: dict) -> dict:
     cases = {"gradient": (gradient(obj), 2.0, {}), "random": (random(obj, args.seed), 2.0, {}),
              "pruning": (full / full.norm(), 1.2 * full.norm().item(), {"full pruning step": full.norm().item()})}
     titles = {"gradient": "negative gradient", "random": "random direction", "pruning": "magnitude pruning, 50%"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
     lines = [f"Taylor models on the demo net (exact Hessian), unit directions; order = fitted log-log slope of "
              f"|model - actual| for 1e-4 <= t <= 0.1"]
     for (name, (d, t_max, marks)), ax in zip(cases.items(), axes):
         along = taylor.profile(obj, d, np.linspace(-t_max, t_max, 201), curvature=H)
         plotting.taylor_profile(along, title=f"{titles[name]}", marks=marks).savefig(out / f"taylor_{name}.png", dpi=120)
         small = taylor.profile(obj, d, np.geomspace(1e-4, t_max, 50), curvature=H)
-        plotting.taylor_error(small, ax=ax, title=f"error: {titles[name]}")
+        plotting.taylor_error(small, ax=ax, title=f"error of each model: {titles[name]}")
         orders = ", ".join(f"{m} {small.order(m, t_max=0.1):.2f}" for m in small.models)
         lines.append(f"{name:9s} g.d = {small.slope:+.3e}, d.H.d = {small.curvature:.3e}; orders: {orders}")
-    fig.tight_layout()
     fig.savefig(out / "taylor_error.png", dpi=120)
     plt.close("all")
     (out / "taylor.txt").write_text("\n".join(lines) + "\n")

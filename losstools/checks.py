@@ -68,7 +68,7 @@ def check_quadratic_prediction(answer, obj: Objective, step: torch.Tensor, theta
     value = _as_number(answer)
     if value is None:
         return Feedback(False, f"the answer should be one finite number (a float or a 0-d tensor), got {answer!r}. "
-                              "Replace the ... with your computation.")
+                              "Replace it with your computation.")
     t = obj._theta_or_default(theta)
     s = obj.check_vector(step, "step")
     gs, sHs = float(obj.grad(t) @ s), float(s @ obj.hvp(s, t))

@@ -7,65 +7,125 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, LogFormatter, LogLocator, NullLocator, SymmetricalLogLocator
 
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().double().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=float)
 
 
-def matrix_heatmap(matrix, title: str = "Hessian", boundaries: Sequence[int] = (), ax=None) -> Figure:
-    """Heatmap of a (P, P) matrix on a symmetric log colour scale; lines at parameter-tensor ``boundaries``."""
+def projector_fonts(figure: Figure, size: float = 11) -> Figure:
+    """Larger tick labels, axis labels and titles on every axes of ``figure`` (legible on a projector at the low
+    resolution an explorer renders at); legends keep their own size. Returns the figure."""
+    for ax in figure.axes:
+        ax.tick_params(labelsize=size)
+        ax.xaxis.label.set_size(size)
+        ax.yaxis.label.set_size(size)
+        ax.title.set_size(size + 1)
+    return figure
+
+
+def _symlog_ticks(vmax: float) -> list[float]:
+    """Five colour-bar ticks for a symmetric log scale up to ``vmax``: ±10^p, ±10^(p-2) and 0 (no overlap)."""
+    p = int(np.floor(np.log10(vmax)))
+    return [-(10.0 ** p), -(10.0 ** (p - 2)), 0.0, 10.0 ** (p - 2), 10.0 ** p]
+
+
+def _mark_blocks(ax, boundaries: Sequence[int], labels: Sequence[str] | None, size: int) -> None:
+    """Lines between parameter tensors; with ``labels`` (one per block), the block names as tick labels."""
+    for b in boundaries:
+        ax.axhline(b - 0.5, color="k", lw=0.5, alpha=0.6)
+        ax.axvline(b - 0.5, color="k", lw=0.5, alpha=0.6)
+    if labels is not None:
+        edges = [0, *boundaries, size]
+        if len(labels) != len(edges) - 1:
+            raise ValueError(f"{len(labels)} labels for {len(edges) - 1} blocks: give one label per parameter tensor")
+        centres = [(lo + hi - 1) / 2 for lo, hi in zip(edges[:-1], edges[1:])]
+        ax.set_xticks(centres, labels, rotation=90, fontsize=8)
+        ax.set_yticks(centres, labels, fontsize=8)
+        ax.tick_params(length=0)
+
+
+def matrix_heatmap(matrix, title: str = "Hessian", boundaries: Sequence[int] = (), ax=None,
+                   labels: Sequence[str] | None = None) -> Figure:
+    """Heatmap of a (P, P) matrix on a symmetric log colour scale; lines at parameter-tensor ``boundaries``
+    and, with ``labels`` (one name per tensor, e.g. ``"0.weight"``), the blocks named on both axes."""
     M = _numpy(matrix)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4.4))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4.8), layout="constrained")
     vmax = float(np.abs(M).max()) or 1.0
     image = ax.imshow(M, cmap="RdBu_r", norm=SymLogNorm(linthresh=vmax * 1e-3, vmin=-vmax, vmax=vmax),
                       interpolation="nearest")
-    for b in boundaries:
-        ax.axhline(b - 0.5, color="k", lw=0.4, alpha=0.5)
-        ax.axvline(b - 0.5, color="k", lw=0.4, alpha=0.5)
+    _mark_blocks(ax, boundaries, labels, len(M))
     ax.set_title(title)
-    ax.set_xlabel("parameter index")
-    ax.set_ylabel("parameter index")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if labels is None:
+        ax.set_xlabel("parameter index")
+        ax.set_ylabel("parameter index")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, ticks=_symlog_ticks(vmax))
     return fig
+
+
+def _symlog_axis(ax, values: np.ndarray, decades: int = 6) -> None:
+    """A symmetric log y axis over the nonzero ``values`` spanning at most ``decades`` decades below the
+    largest magnitude; the linear band around 0 gets the width of one decade, so tick labels never overlap."""
+    big = float(np.abs(values).max()) or 1.0
+    nonzero = np.abs(values[values != 0])
+    linthresh = max(float(nonzero.min()) if len(nonzero) else big, big * 10.0 ** -decades)
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=1.0)
+    ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=linthresh, subs=[1.0]))
+    ax.yaxis.set_minor_locator(NullLocator())
+    low, high = float(values.min()), float(values.max())
+    if high - low > 0:  # every second decade labelled when the range is wide
+        ticks = [t for t in ax.yaxis.get_major_locator().tick_values(low, high)]
+        if len(ticks) > 8:
+            ax.yaxis.set_major_locator(FixedLocator(ticks[::2]))
+    ax.axhline(0, color="k", lw=0.5)
 
 
 def spectrum(eigenvalues, title: str = "Hessian eigenvalues", ax=None) -> Figure:
     """Sorted eigenvalues on a symmetric log scale (negative ones in red), largest first."""
     values = np.sort(_numpy(eigenvalues))[::-1]
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.5))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     index = np.arange(1, len(values) + 1)
-    ax.scatter(index[values >= 0], values[values >= 0], s=4, color="C0", label="positive")
-    ax.scatter(index[values < 0], values[values < 0], s=4, color="C3", label="negative")
-    scale = np.abs(values[values != 0]).min() if np.any(values != 0) else 1.0
-    ax.set_yscale("symlog", linthresh=max(scale, np.abs(values).max() * 1e-6))
-    ax.axhline(0, color="k", lw=0.5)
+    ax.scatter(index[values >= 0], values[values >= 0], s=5, color="C0", label="positive")
+    ax.scatter(index[values < 0], values[values < 0], s=5, color="C3", label="negative")
+    _symlog_axis(ax, values)
     ax.set_xlabel("rank")
-    ax.set_ylabel("eigenvalue")
+    ax.set_ylabel("eigenvalue (symmetric log scale)")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=9)
     return fig
 
 
-def curvature_overview(matrix, eigenvalues, boundaries: Sequence[int] = (), name: str = "Hessian") -> Figure:
-    """Side by side: the heatmap of ``matrix`` and its eigenvalue spectrum."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.1, 1]})
-    matrix_heatmap(matrix, name, boundaries, ax=left)
-    spectrum(eigenvalues, f"{name} eigenvalues", ax=right)
-    fig.tight_layout()
+def curvature_overview(matrix, eigenvalues, boundaries: Sequence[int] = (), name: str = "Hessian",
+                       labels: Sequence[str] | None = None) -> Figure:
+    """Side by side: the heatmap of ``matrix`` (blocks named by ``labels``) and its eigenvalue spectrum."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.1, 1]},
+                                      layout="constrained")
+    matrix_heatmap(matrix, name, boundaries, ax=left, labels=labels)
+    spectrum(eigenvalues, f"{name}: eigenvalues", ax=right)
     return fig
 
 
-def loss_history(history: dict[str, list[float]], ax=None) -> Figure:
-    """Training (and validation) loss per epoch on a log scale."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.5))
+def loss_history(history: dict[str, list[float]], ax=None, title: str = "Training") -> Figure:
+    """Training (and validation) loss per epoch on a log scale; the epoch of the lowest validation loss is
+    marked, and where the validation loss rises after it while the training loss falls, the plot says so."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4), layout="constrained")
     for split, values in history.items():
         if values:
             ax.plot(np.arange(1, len(values) + 1), values, label=split)
+    val = history.get("val") or []
+    if val:
+        best = int(np.argmin(val))
+        ax.axvline(best + 1, color="0.5", lw=0.8, ls=":")
+        rise = val[-1] / val[best] - 1
+        note = (f"lowest validation loss at epoch {best + 1};\nafter it the validation loss rises by {100 * rise:.0f}%\n"
+                "while the training loss falls: overfitting"
+                if best + 1 < len(val) and rise > 0.01 else f"lowest validation loss at epoch {best + 1}")
+        ax.text(0.33, 0.6, note, transform=ax.transAxes, fontsize=9, va="top")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss")
+    ax.set_ylabel("mean cross-entropy loss")
+    ax.set_title(title)
     ax.legend()
     return fig
 
@@ -112,8 +172,8 @@ class _ProfilePanel:
         while len(self.marks) < len(marks):
             i = len(self.marks)
             self.marks.append((ax.axvline(0, color="0.4", lw=1, ls=(0, (1, 2))),
-                               ax.annotate("", (0, 0), xycoords=("data", "axes fraction"), xytext=(3, 4 + 11 * i),
-                                           textcoords="offset points", fontsize=8, color="0.3")))
+                               ax.annotate("", (0, 0), xycoords=("data", "axes fraction"), xytext=(-3, 4 + 12 * i),
+                                           textcoords="offset points", fontsize=9, color="0.3", ha="right")))
         for i, (line, text) in enumerate(self.marks):
             line.set_visible(i < len(marks))
             text.set_visible(i < len(marks))
@@ -123,7 +183,7 @@ class _ProfilePanel:
                 text.set_text(marks[i][0])
         ax.set_title(title or f"loss along the direction (C = {profile.curvature_name})")
         visible = [self.actual] + [self.lines[m] for m in TAYLOR_STYLES if m in shown]
-        ax.legend(handles=visible, fontsize=7, loc="upper center")  # fixed place: "best" costs more than the plot
+        ax.legend(handles=visible, fontsize=8.5, loc="upper center")  # fixed place: "best" costs more than the plot
 
 
 class _ErrorPanel:
@@ -173,7 +233,7 @@ class _ErrorPanel:
             ax.set_ylim(max(positive.min(), high * 1e-17) / 10, high * 10)
         ax.set_title(title or "error of each model")
         visible = [line for line in [*self.lines.values(), *self.references.values()] if line.get_visible()]
-        ax.legend(handles=visible, fontsize=7, loc="lower right")
+        ax.legend(handles=visible, fontsize=8.5, loc="lower right")
 
 
 def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title: str | None = None,
@@ -186,6 +246,15 @@ def taylor_profile(profile, models: Sequence[str] | None = None, ax=None, title:
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4), layout="tight")
     _ProfilePanel(ax).draw(profile, models, title, marks)
+    return fig
+
+
+def taylor_profiles(profiles: dict, marks: dict[str, dict[str, float]] | None = None,
+                    models: Sequence[str] | None = None) -> Figure:
+    """:func:`taylor_profile` panels side by side, one per ``profiles[title]``; ``marks[title]`` their marks."""
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5.5 * len(profiles), 4.2), squeeze=False, layout="constrained")
+    for ax, (title, profile) in zip(axes[0], profiles.items()):
+        _ProfilePanel(ax).draw(profile, models, title, (marks or {}).get(title))
     return fig
 
 
@@ -270,30 +339,121 @@ def pruning_loss_vs_reg(records: Sequence[dict], key: str = "dL", ylabel: str = 
     return fig
 
 
+class PredictedVsActual:
+    """Left: the actual loss change of every pruning step and each loss model's prediction, against the step.
+    Right: predicted against actual (on the dashed diagonal a model is perfect).
+
+    ``draw(history, title)`` updates the same Figure in place (new data, same axes and artists), which keeps
+    an explorer's redraw fast; without ``figure`` a Figure that pyplot does not manage is made.
+    """
+
+    MODELS = ("lm", "qm", "obd", "obs")
+
+    def __init__(self, figure: Figure | None = None, figsize=(10, 3.9), dpi: int = 72):
+        self.figure = Figure(figsize=figsize, dpi=dpi) if figure is None else figure
+        self.left, self.right = self.figure.subplots(
+            1, 2, gridspec_kw=dict(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.25))
+        self.actual, = self.left.plot([], [], "k.-", lw=1.2, label="actual")
+        self.lines = {m: self.left.plot([], [], ".-", lw=0.9, color=PRUNING_COLOURS[m], label=m.upper())[0]
+                      for m in self.MODELS}
+        self.points = {m: self.right.scatter([], [], s=14, color=PRUNING_COLOURS[m], label=m.upper())
+                       for m in self.MODELS}
+        self.diagonal, = self.right.plot([], [], "k--", lw=0.8, label="perfect model")
+        self.left.axhline(0, color="k", lw=0.5)
+        self.left.set_xlabel("pruning step")
+        self.left.set_ylabel("ΔL of the step")
+        self.right.set_xlabel("actual ΔL of the step")
+        self.right.set_ylabel("predicted ΔL")
+        for ax in (self.left, self.right):
+            ax.grid(alpha=0.3)
+            ax.locator_params(nbins=6)
+        self.title = self.figure.suptitle("")
+
+    def draw(self, history: Sequence[dict], title: str = "Loss models of each pruning step") -> Figure:
+        actual = np.array([h["loss_after"] - h["loss_before"] for h in history])
+        shown = [m for m in self.MODELS if m in history[0]["predicted"]]
+        step = np.arange(1, len(history) + 1)
+        self.actual.set_data(step, actual)
+        values = [actual]
+        for m in self.MODELS:
+            visible = m in shown
+            self.lines[m].set_visible(visible)
+            self.points[m].set_visible(visible)
+            if visible:
+                predicted = np.array([h["predicted"][m] for h in history])
+                values.append(predicted)
+                self.lines[m].set_data(step, predicted)
+                self.points[m].set_offsets(np.column_stack([actual, predicted]))
+        both = np.concatenate(values)
+        lo, hi = float(both.min()), float(both.max())
+        pad = 0.08 * (hi - lo) or 1e-3
+        self.diagonal.set_data([lo - pad, hi + pad], [lo - pad, hi + pad])
+        self.left.set_xlim(0.5, len(history) + 0.5)
+        self.left.set_ylim(lo - pad, hi + pad)
+        self.right.set_xlim(float(actual.min()) - pad, float(actual.max()) + pad)
+        self.right.set_ylim(lo - pad, hi + pad)
+        self.left.legend(handles=[self.actual] + [self.lines[m] for m in shown], fontsize=9, loc="upper left")
+        self.right.legend(handles=[self.points[m] for m in shown] + [self.diagonal], fontsize=9, loc="upper left")
+        self.title.set_text(title)
+        return self.figure
+
+
 def predicted_vs_actual(history: Sequence[dict], title: str = "Loss models of each pruning step") -> Figure:
-    """Left: the actual loss change of every step and each loss model's prediction, against the step.
-    Right: predicted against actual (the diagonal is a perfect model)."""
-    actual = np.array([h["loss_after"] - h["loss_before"] for h in history])
-    models_ = [m for m in ("lm", "qm", "obd", "obs") if m in history[0]["predicted"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    step = np.arange(1, len(history) + 1)
-    left.plot(step, actual, "k.-", lw=1.2, label="actual")
-    for m in models_:
-        predicted = np.array([h["predicted"][m] for h in history])
-        left.plot(step, predicted, ".-", lw=0.9, color=PRUNING_COLOURS[m], label=m.upper())
-        right.scatter(actual, predicted, s=12, color=PRUNING_COLOURS[m], label=m.upper())
-    left.axhline(0, color="k", lw=0.5)
-    left.set_xlabel("pruning step")
-    left.set_ylabel("ΔL of the step")
-    left.legend(fontsize=8)
-    both = np.concatenate([actual] + [[h["predicted"][m] for h in history] for m in models_])
-    lo, hi = float(both.min()), float(both.max())
-    right.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    right.set_xlabel("actual ΔL")
-    right.set_ylabel("predicted ΔL")
-    right.legend(fontsize=8)
+    """Each pruning step's actual loss change and the models' predictions (see :class:`PredictedVsActual`)."""
+    return PredictedVsActual(plt.figure(figsize=(10, 3.9))).draw(history, title)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, a legend and a light grid: the common end of the single-panel pruning plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def one_step_predictions(sparsities: Sequence[float], actual: Sequence[float], predicted: dict[str, Sequence[float]],
+                         title: str = "One-step pruning: predicted vs. actual loss change") -> Figure:
+    """The actual ΔL of pruning in one step to each sparsity (black) and each model's prediction of it."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    ax.plot(sparsities, actual, "k.-", label="actual")
+    for name, values in predicted.items():
+        ax.plot(sparsities, values, ".-", color=PRUNING_COLOURS[name], label=name.upper())
+    _finish(ax, "sparsity κ reached in one step", "ΔL", title)
+    return fig
+
+
+def loss_vs_reg_curves(regs: Sequence[float], curves: dict[int, dict[str, Sequence[float]]], baseline: float,
+                       baseline_label: str = "MP", ylabel: str = "ΔL on the train split",
+                       title: str = "Loss change after pruning versus λ") -> Figure:
+    """One panel per number of steps (``curves[steps][criterion]``: a value per λ in ``regs``) on a symlog λ
+    axis that includes 0, with a dashed horizontal ``baseline`` (e.g. magnitude pruning) in every panel."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves) + 0.6, 3.6), sharey=True, squeeze=False,
+                             layout="constrained")
+    positive = [r for r in regs if r > 0]
+    linthresh = min(positive) if positive else 1e-3
+    for ax, (steps, by_criterion) in zip(axes[0], curves.items()):
+        for criterion, values in by_criterion.items():
+            ax.plot(regs, values, "o-", ms=3.5, color=PRUNING_COLOURS[criterion], label=criterion.upper())
+        ax.axhline(baseline, color=PRUNING_COLOURS["mp"], ls="--", label=baseline_label)
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(-0.3 * linthresh, 1.5 * max(regs) if max(regs) > 0 else linthresh)
+        ax.set_title(f"{steps} step{'s' if steps > 1 else ''}")
+        ax.set_xlabel("λ (step-norm penalty)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
+    return fig
+
+
+def finetuning_curves(curves: dict[str, Sequence[float]], title: str = "Fine-tuning after pruning") -> Figure:
+    """Validation error (%) per fine-tuning epoch (epoch 0: right after pruning), one line per label."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    for i, (label, errors) in enumerate(curves.items()):
+        ax.plot(range(len(errors)), errors, "o-", ms=3, color=f"C{i + 1}", label=label)
+    ax.set_ylim(bottom=0)
+    _finish(ax, "fine-tuning epoch (0: right after pruning)", "validation error (%)", title)
     return fig
 
 
@@ -304,77 +464,131 @@ def pruning_outcomes(records: Sequence[dict], title: str = "Loss preserved vs. n
         rows = [r for r in records if r["criterion"] == criterion]
         ax.scatter([r["dL"] for r in rows], [100 * r["finetuned"]["val_error"] for r in rows], s=16,
                    color=PRUNING_COLOURS.get(criterion, "k"), label=criterion.upper())
-    ax.set_xlabel("ΔL right after pruning")
-    ax.set_ylabel("validation error after fine-tuning (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "ΔL right after pruning", "validation error after fine-tuning (%)", title)
     return fig
 
 
 # ----------------------------------------------------------------------------- curvature zoo (notebook 02)
+class MatrixGrid:
+    """Heatmaps of several (P, P) matrices side by side on ONE shared symmetric log colour scale, with thin
+    lines at the parameter-tensor ``boundaries``.
+
+    ``draw(matrices)`` (same names, same shapes) updates the images and the shared scale in place, which keeps
+    an explorer's redraw fast; without ``figure`` a Figure that pyplot does not manage is made.
+    """
+
+    def __init__(self, names: Sequence[str], size: int, boundaries: Sequence[int] = (), ncols: int | None = None,
+                 figure: Figure | None = None, dpi: int = 72):
+        self.names = list(names)
+        ncols = ncols or len(self.names)
+        nrows = -(-len(self.names) // ncols)
+        figsize = (3.0 * ncols + 0.8, 3.2 * nrows)
+        self.figure = Figure(figsize=figsize, dpi=dpi) if figure is None else figure
+        fixed = dict(left=0.02, right=0.9, bottom=0.03, top=0.9, wspace=0.08, hspace=0.15)   # no layout pass per redraw
+        axes = self.figure.subplots(nrows, ncols, squeeze=False,
+                                    gridspec_kw=None if self.figure.get_layout_engine() else fixed)
+        self.norm = SymLogNorm(linthresh=1e-3, vmin=-1.0, vmax=1.0)
+        self.images = {}
+        for ax, name in zip(axes.flat, self.names):
+            self.images[name] = ax.imshow(np.zeros((size, size)), cmap="RdBu_r", norm=self.norm, interpolation="nearest")
+            for b in boundaries:
+                ax.axhline(b - 0.5, color="k", lw=0.5, alpha=0.6)
+                ax.axvline(b - 0.5, color="k", lw=0.5, alpha=0.6)
+            ax.set_title(name, fontsize=11)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in list(axes.flat)[len(self.names):]:
+            ax.axis("off")
+        self.colorbar = self.figure.colorbar(self.images[self.names[0]], ax=axes.ravel().tolist(), fraction=0.02,
+                                             pad=0.02)
+
+    def draw(self, matrices: dict) -> Figure:
+        arrays = {n: _numpy(matrices[n]) for n in self.names}
+        vmax = max(float(np.abs(M).max()) for M in arrays.values()) or 1.0
+        self.norm = SymLogNorm(linthresh=vmax * 1e-3, vmin=-vmax, vmax=vmax)   # one shared scale (and colour bar)
+        for name, image in self.images.items():
+            image.set_data(arrays[name])
+            image.set_norm(self.norm)
+        self.colorbar.set_ticks(_symlog_ticks(vmax), labels=[f"{t:.0e}" if t else "0" for t in _symlog_ticks(vmax)])
+        return self.figure
+
+
 def matrix_grid(matrices: dict, boundaries: Sequence[int] = (), ncols: int | None = None) -> Figure:
-    """Heatmaps of several (P, P) matrices side by side on ONE shared symmetric log colour scale."""
+    """Heatmaps of several (P, P) matrices side by side on one shared colour scale (see :class:`MatrixGrid`)."""
+    size = len(_numpy(next(iter(matrices.values()))))
     names = list(matrices)
     ncols = ncols or len(names)
-    nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.1 * nrows), squeeze=False)
-    arrays = {n: _numpy(matrices[n]) for n in names}
-    vmax = max(float(np.abs(M).max()) for M in arrays.values()) or 1.0
-    norm = SymLogNorm(linthresh=vmax * 1e-3, vmin=-vmax, vmax=vmax)
-    for ax, name in zip(axes.flat, names):
-        image = ax.imshow(arrays[name], cmap="RdBu_r", norm=norm, interpolation="nearest")
-        for b in boundaries:
-            ax.axhline(b - 0.5, color="k", lw=0.4, alpha=0.5)
-            ax.axvline(b - 0.5, color="k", lw=0.4, alpha=0.5)
-        ax.set_title(name, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
-    return fig
+    figure = plt.figure(figsize=(3.0 * ncols + 0.8, 3.2 * -(-len(names) // ncols)), layout="constrained")
+    return MatrixGrid(names, size, boundaries, ncols, figure).draw(matrices)
 
 
 def spectra(eigenvalues: dict, title: str = "eigenvalues, largest first", ax=None) -> Figure:
     """Sorted eigenvalues of several matrices on one symmetric log axis (one line per matrix)."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.6))
-    smallest = np.inf
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4), layout="constrained")
+    everything = []
     for i, (name, values) in enumerate(eigenvalues.items()):
         v = np.sort(_numpy(values))[::-1]
+        everything.append(v)
         ax.plot(np.arange(1, len(v) + 1), v, marker="o", ms=2.5, lw=1, color=f"C{i}", label=name)
-        if np.any(v != 0):
-            smallest = min(smallest, np.abs(v[v != 0]).max() * 1e-5)
-    ax.set_yscale("symlog", linthresh=smallest if np.isfinite(smallest) else 1e-6)
-    ax.axhline(0, color="k", lw=0.5)
+    _symlog_axis(ax, np.concatenate(everything), decades=5)
     ax.set_xlabel("rank")
-    ax.set_ylabel("eigenvalue")
+    ax.set_ylabel("eigenvalue (symmetric log scale)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
+
+
+class CostAccuracy:
+    """Relative error against cost (products) on log-log axes, one line per estimator, with a ``1/sqrt(m)``
+    guide; ``draw(highlight)`` moves the circles and the vertical line marking one budget, in place."""
+
+    FLOOR = 1e-6  # errors below are drawn at the floor (Lanczos reaches round-off in a few steps)
+
+    def __init__(self, curves: dict, budgets, ax=None, figure: Figure | None = None, dpi: int = 72):
+        if ax is None:
+            figure = Figure(figsize=(9, 4), dpi=dpi) if figure is None else figure
+            ax = figure.subplots(gridspec_kw=dict(left=0.1, right=0.7, bottom=0.14, top=0.95))
+        self.ax, self.figure = ax, ax.figure
+        self.budgets = [int(b) for b in budgets]
+        self.errors = {name: np.maximum(np.asarray(e, dtype=float), self.FLOOR) for name, e in curves.items()}
+        self.circles = {}
+        for i, (name, errors) in enumerate(self.errors.items()):
+            ax.plot(self.budgets, errors, marker="o", ms=3, color=f"C{i}", label=name)
+            self.circles[name], = ax.plot([], [], "o", ms=10, mfc="none", color=f"C{i}")
+        first = next(iter(self.errors.values()))
+        ax.plot(self.budgets, first[0] * (np.asarray(self.budgets) / self.budgets[0]) ** -0.5, "k:", lw=1,
+                label="∝ 1/√m")
+        self.marker = ax.axvline(self.budgets[0], color="0.6", lw=0.8, visible=False)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        # plain tick labels: mathtext (2^k, 10^k) costs a third of a redraw
+        ax.xaxis.set_major_locator(FixedLocator(self.budgets))
+        ax.xaxis.set_major_formatter(FixedFormatter([str(b) for b in self.budgets]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_ylim(self.FLOOR / 2, None)
+        ax.set_xlabel("products m (probes, samples or Lanczos steps)")
+        ax.set_ylabel("relative error")
+        ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5))   # beside the axes: no line hidden
+
+    def draw(self, highlight: int | None = None) -> Figure:
+        shown = highlight is not None and highlight in self.budgets
+        for name, circle in self.circles.items():
+            circle.set_visible(shown)
+            if shown:
+                circle.set_data([highlight], [self.errors[name][self.budgets.index(highlight)]])
+        self.marker.set_visible(shown)
+        if shown:
+            self.marker.set_xdata([highlight, highlight])
+        return self.figure
 
 
 def cost_accuracy(curves: dict, budgets, highlight: int | None = None, ax=None) -> Figure:
-    """Relative error against cost (products) on log-log axes, one line per estimator; a marker at ``highlight``."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.8))
-    budgets = np.asarray(budgets)
-    floor = 1e-6  # errors below are drawn at the floor (Lanczos reaches round-off in a few steps)
-    for i, (name, errors) in enumerate(curves.items()):
-        errors = np.maximum(np.asarray(errors, dtype=float), floor)
-        ax.plot(budgets, errors, marker="o", ms=3, color=f"C{i}", label=name)
-        if highlight is not None and highlight in budgets:
-            ax.plot([highlight], [errors[list(budgets).index(highlight)]], "o", ms=9, mfc="none", color=f"C{i}")
-    ref = np.asarray(curves[next(iter(curves))], dtype=float)[0] * (budgets / budgets[0]) ** -0.5
-    ax.plot(budgets, ref, "k:", lw=1, label=r"$\propto 1/\sqrt{m}$")
-    if highlight is not None:
-        ax.axvline(highlight, color="0.6", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_ylim(floor / 2, None)
-    ax.set_xlabel("products m (probes, samples or Lanczos steps)")
-    ax.set_ylabel("relative error")
-    ax.legend(fontsize=7, loc="lower left")
-    return fig
+    """Relative error against cost on log-log axes, a marker at ``highlight`` (see :class:`CostAccuracy`)."""
+    if ax is None:
+        ax = plt.subplots(figsize=(9, 4), layout="constrained")[1]
+    return CostAccuracy(curves, budgets, ax=ax).draw(highlight)
 
 
 def spectral_density(grid, values, markers=(), title: str = "spectral density (SLQ)", ax=None) -> Figure:

@@ -249,16 +249,19 @@ class TaylorProfile:
         first = int(np.argmax(fails))
         return float(size[order_[first - 1]]) if first > 0 else 0.0
 
-    def table(self, tol: float = 0.1) -> str:
-        """One line per model: fitted order (or why none) and trust radius at ``tol``."""
-        lines = [f"{'model':10s} {'order':>7s} {'trust radius':>13s}"]
+    def table(self, tol: float = 0.1) -> "tables.Table":
+        """One row per model: fitted order (or why none) and trust radius at ``tol``; a
+        :class:`~losstools.tables.Table` (a Markdown table in a notebook, aligned text with ``print``)."""
+        from .tables import Table
+
+        rows = []
         for m in self.models:
             try:
-                fitted = f"{self.order(m):7.2f}"
+                fitted = f"{self.order(m):.2f}"
             except ValueError:
-                fitted = "  exact" if self.abs_error[m].max() <= self._round_off() else "    n/a"
-            lines.append(f"{m:10s} {fitted} {self.trust_radius(m, tol):13.4g}")
-        return "\n".join(lines)
+                fitted = "exact" if self.abs_error[m].max() <= self._round_off() else "n/a"
+            rows.append([m, fitted, f"{self.trust_radius(m, tol):.4g}"])
+        return Table(rows, ["model", "order", f"trust radius (rel. error < {tol:g})"])
 
 
 def predictions(steps: np.ndarray, slope: float, curvature: float, diagonal_curvature: float,

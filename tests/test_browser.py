@@ -1,14 +1,14 @@
-"""A real browser test: JupyterLab and headless Chromium run notebook 01 and move a slider of its explorer.
+"""A real browser test: JupyterLab and headless Chromium run every main notebook and one exercise.
 
-Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token) serving a temporary folder, uploads
-an output-cleared copy of the notebook under a fresh name (so a brand-new kernel runs it, and the
-repository's file is never autosaved over), runs all cells from the menu, moves the first slider with
-the keyboard and waits until the figure in the Output widget and a Label's text have changed. A
-screenshot goes to ``results/browser/``. Only the server this module started is stopped.
+Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token, ``--allow-root``) serving a temporary folder. For
+each notebook it uploads an output-cleared copy under a fresh name (so a brand-new kernel runs it, and the
+repository's file is never autosaved over), runs all cells from the menu and checks that every cell ran and none
+printed an error. Then it moves every explorer once (its first slider with the keyboard) and waits until the
+explorer's figure and readout have changed, and checks that no readout, label or dropdown of an explorer is cut off.
+A screenshot of each notebook goes to ``results/browser/``. Only the server this module started is stopped.
 
-Uses Debian's ``chromium`` through pytest-playwright (``executable_path``; nothing is downloaded) and
-is skipped, with the reason, where pytest-playwright, Chromium or the notebook is missing.
-``LOSSTOOLS_BROWSER_NOTEBOOK=path.ipynb`` tests another notebook with a slider-driven figure instead.
+Uses Debian's ``chromium`` through pytest-playwright (``executable_path``; nothing is downloaded) and is skipped,
+with the reason, where pytest-playwright or Chromium is missing.
 """
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ nbformat = pytest.importorskip("nbformat")
 from playwright.sync_api import Page, expect  # noqa: E402  (after the skip)
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = Path(os.environ.get("LOSSTOOLS_BROWSER_NOTEBOOK", ROOT / "notebooks" / "01_taylor_error.ipynb"))
+# the four lectures and the exercise that collects the lectures' exercises
+NOTEBOOKS = [ROOT / "notebooks" / name for name in (
+    "01_taylor_error.ipynb", "02_curvature_zoo.ipynb", "03_pruning_locality.ipynb", "04_after_finetuning.ipynb",
+    "exercises/00_lecture_exercises.ipynb")]
 SCREENSHOTS = ROOT / "results" / "browser"
 
 
@@ -55,8 +58,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
     """A JupyterLab server on a free port with a random token and an empty temporary root; stopped at the end."""
-    if not NOTEBOOK.exists():
-        pytest.skip(f"{NOTEBOOK} does not exist (yet): nothing to open in the browser")
     root, config = tmp_path_factory.mktemp("lab"), tmp_path_factory.mktemp("jupyter-config")
     token = secrets.token_hex(16)
     # render every cell (JupyterLab 4 windowing leaves the prompts of off-screen cells empty)
@@ -143,13 +144,17 @@ RUN_OVER = """() => {
            && indicator && indicator.dataset.status === 'idle';
 }"""
 
-IMAGE_CHANGED = """(old) => {
-    const img = document.querySelector('.widget-output img');
-    return img && img.src !== old;
+EXPLORERS = ".losstools-explorer"
+STATE = """(explorer) => [explorer.querySelector('.widget-output img')?.src,
+                         explorer.querySelector('.widget-html')?.textContent]"""
+CHANGED = """([explorer, old]) => {
+    const now = [explorer.querySelector('.widget-output img')?.src, explorer.querySelector('.widget-html')?.textContent];
+    return now[0] && now[0] !== old[0] && now[1] !== old[1];
 }"""
-
-LABELS = "() => [...document.querySelectorAll('.widget-label')].map(e => e.textContent)"
-LABELS_CHANGED = f"(old) => JSON.stringify(({LABELS})()) !== old"
+# elements of an explorer whose text would be cut off: content wider than the box (ellipsis or clipping)
+CUT_OFF = """(explorer) => [...explorer.querySelectorAll('.widget-readout, .widget-label, select, .widget-html-content')]
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.className + ': ' + (e.textContent || e.value || '').trim().slice(0, 60))"""
 
 
 def run_all(page: Page, lab, name: str) -> None:
@@ -163,42 +168,47 @@ def run_all(page: Page, lab, name: str) -> None:
         news.first.click()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    page.wait_for_function(RUN_OVER, timeout=240_000)
+    page.wait_for_function(RUN_OVER, timeout=300_000)
     prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
     numbers = [int(m.group(1)) if (m := re.fullmatch(r"\[(\d+)\]:", p.strip())) else 0 for p in prompts]
-    if not all(numbers) or numbers != sorted(set(numbers)):
-        stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    if not all(numbers) or numbers != sorted(set(numbers)) or stderr.count():
         details = "\n".join(stderr.all_inner_texts())[-3000:]
-        raise AssertionError(f"Run All did not run every cell in order (prompts {prompts}); stderr:\n{details}")
+        raise AssertionError(f"Run All did not run every cell in order without errors (prompts {prompts}); "
+                             f"error output:\n{details}")
 
 
-def test_explorer_slider_replots_in_jupyterlab(page: Page, jupyter_lab, lab_notebook):
+def move_explorer(page: Page, explorer) -> None:
+    """Press ArrowRight on the explorer's first slider and wait until its figure and readout change."""
+    explorer.scroll_into_view_if_needed()
+    expect(explorer.locator(".widget-output img")).to_be_visible()
+    before = explorer.evaluate(STATE)
+    slider = explorer.locator(".widget-slider").first
+    value = slider.locator(".widget-readout").inner_text()
+    slider.locator(".noUi-handle").focus()  # the noUiSlider handle takes keyboard input
+    page.keyboard.press("ArrowRight")
+    expect(slider.locator(".widget-readout")).not_to_have_text(value)
+    page.wait_for_function(CHANGED, arg=[explorer.element_handle(), before])
+    page.wait_for_function(KERNEL_READY)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_and_its_explorers_replot_in_jupyterlab(page: Page, jupyter_lab, lab_notebook, notebook):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        run_all(page, jupyter_lab, lab_notebook(NOTEBOOK))
-        slider = page.locator(".widget-slider").first
-        readout = slider.locator(".widget-readout")
-        image = page.locator(".widget-output img").first
-        slider.scroll_into_view_if_needed()
-        expect(image).to_be_visible()
-        value, figure = readout.inner_text(), image.get_attribute("src")
-        labels = json.dumps(page.evaluate(LABELS))
-
-        slider.locator(".noUi-handle").focus()  # the noUiSlider handle takes keyboard input
-        for _ in range(3):
-            page.keyboard.press("ArrowRight")
-
-        expect(readout).not_to_have_text(value)
-        page.wait_for_function(IMAGE_CHANGED, arg=figure)  # the Output widget shows a new figure
-        page.wait_for_function(LABELS_CHANGED, arg=labels)  # and a Label shows new numbers,
-        expect(page.locator(".widget-label", has_text=readout.inner_text()).first).to_be_visible()  # for the new value
-        page.wait_for_function(KERNEL_READY)
-        slider.scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / f"{NOTEBOOK.stem}.png"))
+        run_all(page, jupyter_lab, lab_notebook(notebook))
+        explorers = page.locator(EXPLORERS)
+        for i in range(explorers.count()):
+            explorer = explorers.nth(i)
+            move_explorer(page, explorer)
+            assert explorer.evaluate(CUT_OFF) == [], f"explorer {i + 1}: text cut off"
+        if explorers.count():
+            explorers.last.scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / f"{notebook.stem}.png"))
     except Exception:
-        page.screenshot(path=str(SCREENSHOTS / f"{NOTEBOOK.stem}-failure.png"))
+        page.screenshot(path=str(SCREENSHOTS / f"{notebook.stem}-failure.png"))
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         print(f"cell prompts at failure: {prompts}; server log: {jupyter_lab.log}")
         raise
-    print(f"browser test of {NOTEBOOK.name}: {time.monotonic() - start:.1f} s")
+    print(f"browser test of {notebook.name}: {explorers.count()} explorer(s), {time.monotonic() - start:.1f} s")

@@ -1,80 +1,75 @@
-"""The student-version generator: marker handling, and the committed student notebooks are up to date."""
+"""Exercises graded with nbgrader: the source notebooks are valid nbgrader sources, the committed student versions
+are exactly what ``nbgrader generate_assignment`` makes of them, and ``nbgrader autograde`` in a temporary course gives
+the solution full marks, the untouched student version zero and a typical wrong answer part of the marks."""
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from losstools.exercises import BEGIN, END, main, strip_solutions, student_version
-
 nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbgrader", reason="nbgrader is not installed (pip install -e '.[classroom]')")
+
+from losstools import exercises  # noqa: E402
 
 EXERCISES = Path(__file__).resolve().parents[1] / "notebooks" / "exercises"
 SOLUTIONS = EXERCISES / "solutions"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
-def test_strip_solutions_keeps_indentation_and_surroundings():
-    source = f"def f(x):\n    y = None\n    {BEGIN}\n    y = 2 * x\n    {END}\n    return y"
-    assert strip_solutions(source) == "def f(x):\n    y = None\n    # YOUR CODE HERE\n    return y"
-    assert strip_solutions(f"a = 1\n{BEGIN}\nb = 2\n{END}\n") == "a = 1\n# YOUR CODE HERE\n"
-    assert strip_solutions(f"{BEGIN}\n*An answer.*\n{END}", "*Your answer here.*") == "*Your answer here.*"
-    assert strip_solutions("no markers\n") == "no markers\n"
+def _grading(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
 
 
-@pytest.mark.parametrize("source, problem", [
-    (f"{BEGIN}\nx = 1\n", "without a matching"),
-    (f"x = 1\n{END}\n", "without a"),
-    (f"{BEGIN}\n{BEGIN}\n{END}\n", "inside a solution block"),
-    (f"{BEGIN}\nx = 1  {END}\n", "alone on its line"),
-])
-def test_strip_solutions_rejects_broken_markers(source, problem):
-    with pytest.raises(ValueError, match=problem):
-        strip_solutions(source, where="cell 3")
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """The student versions that nbgrader makes of the solution notebooks (one generate_assignment run)."""
+    return exercises.generate(SOLUTIONS, tmp_path_factory.mktemp("students"))
 
 
-def test_student_version_clears_outputs_and_keeps_ids():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(f"x = None\n{BEGIN}\nx = 42\n{END}\nprint(x)"),
-                nbformat.v4.new_markdown_cell(f"Why?\n\n{BEGIN}\nBecause.\n{END}")]
-    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="42\n")]
-    nb.cells[0].execution_count = 1
-    nb.metadata["widgets"] = {"state": {}}
-    student = student_version(nb)
-    assert student.cells[0].source == "x = None\n# YOUR CODE HERE\nprint(x)"
-    assert student.cells[0].outputs == [] and student.cells[0].execution_count is None
-    assert student.cells[1].source == "Why?\n\n*Your answer here.*"
-    assert [c.id for c in student.cells] == [c.id for c in nb.cells]
-    assert "widgets" not in student.metadata
-    assert nb.cells[0].outputs  # the solution notebook is not changed
+def test_solution_notebooks_are_nbgrader_sources():
+    """Every answer cell is an autograded answer followed by a locked test cell with points and hidden tests."""
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        answers = [i for i, c in enumerate(cells) if c.cell_type == "code" and BEGIN in c.source]
+        assert answers, f"{path.name} has no answer cell"
+        for i in answers:
+            assert _grading(cells[i]).get("solution") is True and _grading(cells[i]).get("grade") is False, path.name
+            test = cells[i + 1]
+            meta = _grading(test)
+            assert meta.get("grade") is True and meta.get("locked") is True and meta.get("points", 0) > 0, \
+                f"{path.name}: the cell after answer cell {i} must be an autograded test cell with points"
+            assert HIDDEN[0] in test.source and HIDDEN[1] in test.source and "assert" in test.source
+        ids = [_grading(c)["grade_id"] for c in cells if _grading(c)]
+        assert len(ids) == len(set(ids)), f"{path.name}: grade ids must be unique"
 
 
-def _cells(path):
-    nb = nbformat.read(path, as_version=4)
-    return [(c.cell_type, c.id, c.source) for c in nb.cells]
-
-
-def test_committed_student_versions_are_regenerated_exactly(tmp_path):
-    """Regenerate every student version from its solution; the committed ones must have the same cells.
-
-    Outputs are not compared here: the committed student versions store the outputs of running them (the
-    checks saying "not yet"), and strict nbval compares those with a fresh run.
-    """
-    solutions = sorted(SOLUTIONS.glob("*.ipynb"))
-    assert len(solutions) >= 4
-    main([str(SOLUTIONS), str(tmp_path)])
+def test_committed_student_versions_are_what_nbgrader_generates(released):
+    """Same cells (type, source, nbgrader metadata) as a fresh ``nbgrader generate_assignment``; outputs are not
+    compared here (the committed ones are from running them, and strict nbval re-runs them)."""
     committed = sorted(p.name for p in EXERCISES.glob("*.ipynb"))
-    assert committed == [p.name for p in solutions], "every solution needs a student version and vice versa"
-    for solution in solutions:
-        fresh, stored = _cells(tmp_path / solution.name), _cells(EXERCISES / solution.name)
-        assert fresh == stored, (f"{solution.name}: the student version is out of date; run "
-                                 "python -m losstools.exercises notebooks/exercises/solutions notebooks/exercises --execute")
-        assert any(BEGIN in source for _, _, source in _cells(solution)), f"{solution.name} has no solution block"
-        assert not any(BEGIN in source or END in source for _, _, source in stored)
+    assert committed == sorted(p.name for p in SOLUTIONS.glob("*.ipynb")), "every solution needs a student version"
+    for fresh in released:
+        stored = EXERCISES / fresh.name
+
+        def cells(path):
+            return [(c.cell_type, c.source, json.dumps(_grading(c), sort_keys=True))
+                    for c in nbformat.read(path, as_version=4).cells]
+
+        assert cells(fresh) == cells(stored), (
+            f"{fresh.name}: the student version is out of date; run python -m losstools.exercises generate "
+            "notebooks/exercises/solutions notebooks/exercises --execute")
+        text = "".join(source for _, source, _ in cells(stored))
+        assert BEGIN not in text and END not in text and HIDDEN[0] not in text and "assert " not in text
+        assert "# YOUR CODE HERE" in text and "raise NotImplementedError" not in text
 
 
 def test_student_versions_have_outputs_and_say_not_yet():
     for path in sorted(EXERCISES.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        assert all(c.execution_count for c in code), f"{path.name}: store outputs (run with --execute)"
+        assert all(c.execution_count for c in code), f"{path.name}: store outputs (generate with --execute)"
         text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for c in code for o in c.outputs)
         assert "Not yet: " in text and "Correct!" not in text, path.name
         assert not any(o.output_type == "error" for c in code for o in c.outputs), path.name
@@ -86,3 +81,58 @@ def test_solutions_pass_every_check():
         text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                        for c in nb.cells if c.cell_type == "code" for o in c.outputs)
         assert "Correct!" in text and "Not yet" not in text, path.name
+
+
+def test_course_folder_is_laid_out_and_never_overwritten(tmp_path):
+    course = exercises.make_course(tmp_path / "course", SOLUTIONS)
+    assert "ClearSolutions.code_stub" in (course / "nbgrader_config.py").read_text()
+    assert sorted(p.name for p in (course / "source" / "exercises").iterdir()) == \
+        sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+    with pytest.raises(FileExistsError, match="not empty"):
+        exercises.make_course(course, SOLUTIONS)
+    with pytest.raises(FileNotFoundError, match="no solution notebooks"):
+        exercises.make_course(tmp_path / "other", tmp_path / "empty")
+
+
+def _fill(release: Path, answers: dict[str, str], target: Path) -> None:
+    """``release`` with the sources of the answer cells named in ``answers`` (grade id -> source) replaced."""
+    nb = nbformat.read(release, as_version=4)
+    for cell in nb.cells:
+        grade_id = _grading(cell).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+
+
+def test_nbgrader_autograde_gives_full_zero_and_partial_marks(tmp_path):
+    """A course with exercise 4: generate, release to a local exchange, autograde three submissions."""
+    from nbgrader.api import Gradebook
+
+    name = "04_trust_radius.ipynb"
+    one = tmp_path / "solutions"
+    one.mkdir()
+    shutil.copy(SOLUTIONS / name, one / name)
+    course = exercises.make_course(tmp_path / "course", one, "e4")
+    exercises.nbgrader(course, "generate_assignment", "e4", "--force")
+    exchange = tmp_path / "exchange"
+    exercises.nbgrader(course, "release_assignment", "e4", f"--Exchange.root={exchange}")
+    released = exchange / "losstools" / "outbound" / "e4" / name
+    assert released.exists()
+
+    source = {_grading(c)["grade_id"]: c.source for c in nbformat.read(one / name, as_version=4).cells
+              if _grading(c).get("solution")}
+    assert set(source) == {"slope_curvature", "t_star", "t_pred"}
+    submitted = course / "submitted"
+    _fill(released, source, submitted / "solution" / "e4" / name)          # every answer right
+    _fill(released, {}, submitted / "untouched" / "e4" / name)             # the student version as handed out
+    _fill(released, {"slope_curvature": source["slope_curvature"],         # s and q right, the radius without the
+                     "t_star": "t_star = None\nt_star = tol * abs(s) / q   # forgot (1 + tol) and the 2\n"},
+          submitted / "typical" / "e4" / name)                             # factors, t_pred not attempted
+    exercises.nbgrader(course, "autograde", "e4", "--force")
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission("e4", s).score for s in ("solution", "untouched", "typical")}
+        maximum = gradebook.find_assignment("e4").max_score
+    assert maximum == 4
+    assert scores == {"solution": maximum, "untouched": 0, "typical": 1}
