@@ -14,6 +14,7 @@ from ._batches import Batch, check_data, raw_batches
 from ._distributed import all_reduce_sum, distributed
 from ._loss import LossTerms
 from ._progress import progress_bar
+from ._validate import choice
 
 ParamFilter = Callable[[str, nn.Parameter], bool] | str | Sequence[str] | None
 
@@ -89,8 +90,7 @@ class Objective:
                  ad_mode: str = "auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if ad_mode not in ("auto", *_autodiff.MODES):
-            raise ValueError(f"ad_mode must be 'auto', 'forward' or 'reverse', got {ad_mode!r}")
+        choice(ad_mode, ("auto", *_autodiff.MODES), "ad_mode")
         self.loss_terms = LossTerms(loss_fn)
         self.loss_fn = loss_fn
         _functional.refuse_train_mode(model)
@@ -182,7 +182,7 @@ class Objective:
                 f"the model cannot be evaluated on this data (inputs {tuple(X.shape)} {X.dtype}, targets "
                 f"{tuple(y.shape)} {y.dtype}): {err}"
             ) from err
-        if not torch.equal(out, again):
+        if not torch.equal(out.isnan(), again.isnan()) or not torch.equal(out.nan_to_num(), again.nan_to_num()):
             raise ValueError("the model gives different outputs for the same inputs and parameters (random layers such "
                              "as dropout?): the loss is not a function of the parameters. Call model.eval() first")
         self.loss_terms.check(out, y[:8])

@@ -93,5 +93,5 @@ def test_monte_carlo_and_empirical_kfac():
                                C.EmpiricalFisherOperator(one, loss_fn, (X, y)).to_dense())
     with pytest.raises(ValueError, match="unknown K-FAC kind"):
         C.kfac(model, loss_fn, data, kind="true")
-    with pytest.raises(ValueError, match="mc_samples must be a positive integer"):
+    with pytest.raises(ValueError, match="mc_samples must be an integer >= 1"):
         C.kfac(model, loss_fn, data, kind="mc", mc_samples=0)

@@ -414,7 +414,7 @@ def test_no_function_shadows_its_own_submodule():
     import pkgutil
     import types
 
-    for package in (lt.pruning, lt):  # (curvature.kfac, function and module, is the curvature package's to rename)
+    for package in (lt.pruning, lt, lt.curvature):
         for info in pkgutil.iter_modules(package.__path__):
             value = getattr(package, info.name, None)
             assert value is None or isinstance(value, types.ModuleType), f"{package.__name__}.{info.name} hides the module"

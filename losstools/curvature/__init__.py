@@ -12,7 +12,7 @@ from . import study
 from .diagonal import diag_fisher, diag_ggn
 from .estimators import SpectralDensity, hutchinson_diag, hutchinson_trace, hutchpp_trace, lanczos, spectral_density
 from .exact import eigh, eigvalsh, ggn, hessian, hessian_blocks, hessian_diag
-from .kfac import KFAC, KFACOperator, kfac
+from .kronecker import KFAC, KFACOperator, kfac
 from .layers import UnsupportedLayerError
 from .memory import DenseTooLargeError, check_dense, memory_budget, set_memory_budget
 from .operators import (GGN, CurvatureOperator, EmpiricalFisher, EmpiricalFisherOperator, Fisher, FisherOperator,

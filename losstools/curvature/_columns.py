@@ -18,6 +18,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from .._distributed import all_reduce_min
+from .._validate import positive_int
 from ..objective import Objective
 
 _CHUNK_BYTES = 2**28  # working memory aimed at per chunk of tangents (256 MiB)
@@ -43,9 +44,7 @@ def _activation_elements(obj: Objective) -> int:
 def auto_chunk(obj: Objective, chunk_size: int | None) -> int:
     """Tangent vectors per vmapped call: about ``_CHUNK_BYTES`` of activations; the minimum over ranks."""
     if chunk_size is not None:
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-        return int(chunk_size)
+        return positive_int(chunk_size, "chunk_size")
     per_tangent = 6 * _activation_elements(obj) * obj.theta.element_size() + 8 * obj.num_params
     return all_reduce_min(max(8, min(1024, _CHUNK_BYTES // per_tangent)), obj.device)
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import vjp, vmap
 
+from .._validate import choice
 from ..objective import Batch, Objective, ParamFilter
 from .layers import backpropagate, chunked_mean, examples_per_chunk, squared_gradient_sums, supported_layers
 
@@ -99,8 +100,7 @@ def diag_fisher(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batc
     """
     from .operators import EmpiricalFisher, Fisher
 
-    if kind not in ("empirical", "true", "mc"):
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose 'empirical', 'true' or 'mc'")
+    choice(kind, ("empirical", "true", "mc"), "Fisher kind")
     obj = Objective(model, loss_fn, data, params)
     if kind == "empirical":
         op = EmpiricalFisher(obj, progress=progress)

@@ -8,7 +8,7 @@ device and dtype:
 - :class:`GGN`: G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss term in the outputs;
 - :class:`Fisher`: the true Fisher of the likelihood (exact: equals the GGN) or its Monte-Carlo estimate;
 - :class:`EmpiricalFisher`: (1/Z) sum_n g_n g_n^T with the data's labels;
-- :class:`~losstools.curvature.kfac.KFAC` (kfac.py): per layer G_l kron A_l.
+- :class:`~losstools.curvature.kronecker.KFAC` (kronecker.py): per layer G_l kron A_l.
 
 Every operator offers ``op @ M`` for M of shape (P,) or (P, k), ``dense()`` (behind the memory guard),
 ``diagonal()``, ``blocks()`` (one (P_j, P_j) block per parameter tensor) and ``to_scipy()``. The generic
@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import vmap
 
 from .. import _autodiff
+from .._validate import positive_int
 from .._distributed import all_reduce_sum
 from ..objective import Objective
 from . import _columns
@@ -263,8 +264,8 @@ class Fisher(_OuterProduct):
         if not isinstance(obj.loss_fn, LIKELIHOODS):
             raise ValueError(f"the true Fisher needs a likelihood: nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or "
                              f"nn.MSELoss, not {type(obj.loss_fn).__name__}; use GGN or EmpiricalFisher")
-        if mc_samples is not None and (isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1):
-            raise ValueError(f"mc_samples must be a positive integer or None (exact), got {mc_samples!r}")
+        if mc_samples is not None:
+            mc_samples = positive_int(mc_samples, "mc_samples")
         super().__init__(obj, theta=theta, progress=progress, mc_samples=mc_samples or 1, seed=seed)
         self.kind = "exact" if mc_samples is None else "mc"
 

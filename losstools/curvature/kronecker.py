@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from .._validate import choice, positive_int
 from ..objective import Batch, ParamFilter
 from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, output_vectors, supported_layers
 from .operators import CurvatureOperator
@@ -37,10 +38,8 @@ class KFAC(CurvatureOperator):
     def __init__(self, objective, loss_fn=None, data=None, params=None, *, kind: str = "exact",
                  mc_samples: int = 1, seed: int | torch.Generator | None = 0, theta: torch.Tensor | None = None,
                  progress: bool = True):
-        if kind not in ("exact", "mc", "empirical"):
-            raise ValueError(f"unknown K-FAC kind {kind!r}; choose 'exact', 'mc' or 'empirical'")
-        if isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1:
-            raise ValueError(f"mc_samples must be a positive integer, got {mc_samples!r}")
+        choice(kind, ("exact", "mc", "empirical"), "K-FAC kind")
+        mc_samples = positive_int(mc_samples, "mc_samples")
         super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
         obj = self.objective
         self.kind = kind
