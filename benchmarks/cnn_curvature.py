@@ -31,7 +31,6 @@ memory grows with P (vectors, Lanczos bases) and with the batch's activations, n
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -47,15 +46,8 @@ from losstools import curvature as C
 
 warnings.filterwarnings("ignore", message="Full backward hook")
 
-def _load(name: str):
-    """A sibling benchmark module by path (the scripts also run as files, outside any package)."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_measure = _load("_measure")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules (scripts, not a package)
+import _measure  # noqa: E402
 
 
 QUANTITIES = {  # quantity -> competitors

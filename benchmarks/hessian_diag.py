@@ -25,7 +25,6 @@ formulas, and ``bound`` = flops at this machine's single-thread matmul speed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -39,15 +38,8 @@ from torch import nn
 import losstools as lt
 from losstools.curvature import linear_chain as structured
 
-def _load(name: str):
-    """A sibling benchmark module by path (the scripts also run as files, outside any package)."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_measure = _load("_measure")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules (scripts, not a package)
+import _measure  # noqa: E402
 
 
 PROBLEMS = {"wide": [64, 1000, 1000, 10], "deep": [64, 500, 500, 500, 10], "quick": [64, 40, 40, 10]}
@@ -56,7 +48,9 @@ METHODS = ["losstools", "losstools dense M", "BackPACK"]
 
 def _hessian_tools():
     """benchmarks/hessian.py's flop counter and matmul speed (one implementation of each)."""
-    return _load("hessian")
+    import hessian
+
+    return hessian
 
 
 def make_problem(name: str, n: int, device: str = "cpu"):
