@@ -7,27 +7,12 @@ all ranks, so a data-parallel run returns exactly the single-process result on t
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from .._distributed import all_reduce_sum, distributed
 from .._progress import PROGRESS_DELAY, progress_bar
-from ..objective import Objective
 
-__all__ = ["PROGRESS_DELAY", "all_reduce_sum", "data_mean", "distributed", "generator", "global_count", "progress_bar"]
-
-
-def global_count(obj: Objective) -> int:
-    """Number of examples over all ranks (``obj.num_examples``)."""
-    return obj.num_examples
-
-
-def data_mean(obj: Objective, batch_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-              progress: bool = True, desc: str = "data pass") -> torch.Tensor:
-    """``obj.data_mean(batch_sum)``: the sum over all batches and ranks of ``batch_sum(X, y)`` (a sum
-    over the batch's loss terms) divided by the loss's total normaliser."""
-    return obj.data_mean(batch_sum, None, progress, desc)
+__all__ = ["PROGRESS_DELAY", "all_reduce_sum", "distributed", "generator", "progress_bar"]
 
 
 def generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator:
