@@ -31,6 +31,34 @@ def test_mnist_defaults_to_the_paper_protocol_and_digits_to_the_quick_one(tmp_pa
     assert (quick["protocol"], quick["optimizer"], quick["init"], quick["sparsity"]) == ("quick", "adam", "default", 0.9)
 
 
+def test_the_paper_protocol_fine_tunes_for_a_budget_of_optimiser_steps(tmp_path):
+    """'auto' (the paper protocol's default): about FINETUNE_UPDATES SGD steps whatever the data size."""
+    assert pruning.FINETUNE_UPDATES == 800
+    assert [pruning.finetune_epochs_for(n, 100) for n in (4000, 50000, 60000, 1000, 150, 10**6)] == [20, 2, 2, 80, 400, 1]
+    assert pruning.finetune_epochs_for(4000, 32) == 7  # 125 steps per epoch
+    ds = data.moons(n=300, seed=0)
+    steps_per_epoch = math.ceil(len(ds.train[0]) / 100)
+    pruning.study(tmp_path, ds, protocol="paper", **{**TINY, "criteria": ("mp",), "finetune_epochs": None})
+    epochs = json.loads((tmp_path / "settings.json").read_text())["finetune_epochs"]
+    assert epochs == math.ceil(800 / steps_per_epoch) and (epochs - 1) * steps_per_epoch < 800 <= epochs * steps_per_epoch
+    # the resolved number is the study's setting: asking for it explicitly resumes the same study
+    pruning.study(tmp_path, ds, protocol="paper", **{**TINY, "criteria": ("mp",), "finetune_epochs": epochs})
+    with pytest.raises(TypeError, match=r"finetune_epochs \(or 'auto'\) must be an integer"):
+        pruning.study(tmp_path / "bad", ds, protocol="paper", **{**TINY, "finetune_epochs": "many"})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_finetune_epochs_option_takes_auto_or_a_count():
+    import argparse
+
+    from losstools.pruning.cli import epochs_or_auto
+
+    assert epochs_or_auto("auto") == "auto" and epochs_or_auto("0") == 0 and epochs_or_auto("12") == 12
+    for bad in ("-1", "2.5", "lots"):
+        with pytest.raises(argparse.ArgumentTypeError, match="integer >= 0 or 'auto'"):
+            epochs_or_auto(bad)
+
+
 def test_the_base_network_follows_the_protocol(tmp_path):
     """Oracle: the same training written with models.train directly (SGD, momentum, decay, best epoch)."""
     ds = data.moons(n=200, seed=0)

@@ -13,13 +13,13 @@ from .obs import obs_remove
 from .criteria import CRITERIA, DIAGONAL_CRITERIA, predicted_change, saliency
 from .schedules import SCHEDULES, schedule
 from .statistics import SALIENCY_CURVATURES, curvature_diagonal, gradient
-from ._study import (CNN_SPARSITY, MLP_SPARSITY, PAPER, PAPER_REGS, PROTOCOLS, format_table, load_records, study, table1,
-                     table2)
+from ._study import (CNN_SPARSITY, FINETUNE_UPDATES, MLP_SPARSITY, PAPER, PAPER_REGS, PROTOCOLS, finetune_epochs_for,
+                     format_table, load_records, study, table1, table2)
 
 __all__ = [
-    "CNN_SPARSITY", "CRITERIA", "DIAGONAL_CRITERIA", "MLP_SPARSITY", "PAPER", "PAPER_REGS", "PROTOCOLS", "PruneResult",
+    "CNN_SPARSITY", "CRITERIA", "DIAGONAL_CRITERIA", "FINETUNE_UPDATES", "MLP_SPARSITY", "PAPER", "PAPER_REGS", "PROTOCOLS", "PruneResult",
     "SALIENCY_CURVATURES", "SCHEDULES", "apply_masks_", "copy_pruned",
-    "curvature_diagonal", "finetune", "format_table", "full_masks", "gradient", "load_records", "make_permanent", "obs_remove",
+    "curvature_diagonal", "finetune", "finetune_epochs_for", "format_table", "full_masks", "gradient", "load_records", "make_permanent", "obs_remove",
     "predicted_change", "prunable_names", "prune", "saliency", "schedule", "select", "sparsity", "study", "table1",
     "table2", "to_torch_prune",
 ]

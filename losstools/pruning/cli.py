@@ -10,6 +10,7 @@ import torch
 
 from .. import data as datasets
 from .. import plotting
+from .._validate import positive_int
 from . import ablations
 from .ablations import ABLATIONS
 from ._study import (CNN_SPARSITY, MODELS, PAPER_CRITERIA, PAPER_REGS, PROTOCOLS, default_protocol, format_table, study,
@@ -26,6 +27,16 @@ from .statistics import SALIENCY_CURVATURES
 DIGITS_SPARSITY = 0.95
 
 
+def epochs_or_auto(value: str) -> int | str:
+    """An argparse type: a number of epochs (an integer >= 0) or ``"auto"``."""
+    if value == "auto":
+        return value
+    try:
+        return positive_int(int(value), "--finetune-epochs", minimum=0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'auto', got {value!r}") from None
+
+
 def add_prune_parser(commands) -> None:
     """Register the ``prune`` subcommand on an argparse sub-parser collection."""
     p = commands.add_parser(
@@ -34,7 +45,7 @@ def add_prune_parser(commands) -> None:
                     "of Laurent et al. 2020), fine-tune, and write records.jsonl (resumable: run again to continue), "
                     "tables.md and figures to --out. Options left unset come from --protocol: 'paper' (the default "
                     "for --data mnist5k/mnist: Kaiming init, SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch 100, "
-                    "kappa 0.98847, 20 fine-tuning epochs; kappa 0.956 with --model lenet5) or 'quick' (the default "
+                    "kappa 0.98847, fine-tuning for about 800 SGD steps; kappa 0.956 with --model lenet5) or 'quick' (the default "
                     "for digits/moons/spirals: Adam lr 1e-3, PyTorch's init, kappa 0.95 on digits).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -55,7 +66,9 @@ def add_prune_parser(commands) -> None:
                    help="target fraction of weights removed (protocol's: paper 0.98847 MLP / 0.956 CNN; digits 0.95)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths of the MLP (300 100)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the base model (best by val error)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs after pruning")
+    p.add_argument("--finetune-epochs", type=epochs_or_auto, default=None,
+                   help="fine-tuning epochs after pruning, or 'auto' (about 800 SGD steps whatever the data size: "
+                        "20 epochs on mnist5k, 2 on full MNIST; the paper protocol's default)")
     p.add_argument("--optimizer", default=None, choices=["sgd", "adam"], help="optimiser (training and fine-tuning)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (training and fine-tuning)")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum")
