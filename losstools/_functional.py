@@ -32,10 +32,11 @@ def structural_copy(model: nn.Module) -> nn.Module:
     def clone(module: nn.Module) -> nn.Module:
         if id(module) not in copies:
             c = copies[id(module)] = copy.copy(module)
+            attributes = vars(c)  # written directly: Module.__setattr__ costs more than the copy itself
             for key, value in vars(module).items():
                 if isinstance(value, (dict, set)):
-                    setattr(c, key, copy.copy(value))
-            c._modules = {name: None if m is None else clone(m) for name, m in module._modules.items()}
+                    attributes[key] = copy.copy(value)
+            attributes["_modules"] = {name: None if m is None else clone(m) for name, m in module._modules.items()}
         return copies[id(module)]
 
     return clone(model)

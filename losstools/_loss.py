@@ -11,11 +11,12 @@ A torch loss module whose averaging this module cannot confirm on the first batc
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ._functional import structural_copy
 
 # losses whose "mean" averages over every element of the outputs (outputs and targets of one shape)
 ELEMENTWISE = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss,
@@ -31,6 +32,17 @@ def _squared_error_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """sum (outputs - targets)^2 in plain ops: torch's fused ``mse_loss`` fails under forward-over-reverse
     differentiation in torch 2.13 ("ZeroTensors are immutable")."""
     return ((outputs - targets) ** 2).sum()
+
+
+def _with_buffers_as(loss: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """A structural copy of ``loss`` whose buffers (class weights, pos_weight) are on ``device``, floating ones in
+    ``dtype`` (``Module.to`` would convert shared parameters in place)."""
+    moved = structural_copy(loss)
+    for module in moved.modules():
+        for key, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[key] = buffer.to(device=device, dtype=dtype if buffer.is_floating_point() else None)
+    return moved
 
 
 class LossTerms:
@@ -55,7 +67,7 @@ class LossTerms:
         if isinstance(loss_fn, nn.MSELoss):
             self._sum: Callable = _squared_error_sum
         elif self.is_module:
-            self._sum = copy.deepcopy(loss_fn)
+            self._sum = structural_copy(loss_fn)  # the user's loss keeps its reduction
             self._sum.reduction = "sum"
         else:
             self._sum = loss_fn
@@ -74,7 +86,7 @@ class LossTerms:
         if not isinstance(self._sum, nn.Module):
             return self._sum
         if (dtype, device) not in self._by_dtype:
-            self._by_dtype[dtype, device] = copy.deepcopy(self._sum).to(device=device, dtype=dtype)
+            self._by_dtype[dtype, device] = _with_buffers_as(self._sum, dtype, device)
         return self._by_dtype[dtype, device]
 
     def normaliser(self, targets: torch.Tensor) -> float:

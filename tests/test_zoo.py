@@ -91,6 +91,7 @@ def test_gauss_newton_fisher_and_empirical_fisher(name, device):
     close(lt.ggn(obj), o["ggn"], "lt.ggn")
     close(G.diagonal(), o["ggn"].diagonal(), "GGN diagonal")
     close(E @ V, o["empirical"] @ V, "empirical Fisher @ V")
+    close(E @ V[:, 0], o["empirical"] @ V[:, 0], "empirical Fisher @ v")
     close(E.diagonal(), o["empirical"].diagonal(), "empirical Fisher diagonal")
     close(obj.flatten(C.diag_fisher(case.model, case.loss_fn, case.data, params=case.params)).cpu(),
           o["empirical"].diagonal(), "diag_fisher")
@@ -146,6 +147,10 @@ def test_paths_are_chosen_per_model():
     assert not objective(cases["multihead-attention"]).forward_mode_ok  # no forward AD in attention kernels
     assert objective(cases["sdpa"]).forward_mode_ok  # the math kernel has forward mode
     assert objective(cases["layernorm"]).ad_mode == "reverse"  # products: reverse-over-reverse by default
+    assert objective(cases["mlp-tanh-ce"]).ad_mode == "reverse"
+    assert objective(cases["conv-bn-pool-dropout"]).ad_mode == "forward"  # convolutions: forward where it is right
+    assert objective(cases["conv-layernorm"]).ad_mode == "forward"  # forward-over-reverse is right for LayerNorm
+    assert objective(cases["conv-attention"]).ad_mode == "reverse"  # ... but not implemented for attention
     assert not objective(cases["layernorm"], ad_mode="reverse").forward_mode_ok
     with pytest.raises(ValueError, match="unknown ad_mode .backward.; choose one of"):
         objective(cases["layernorm"], ad_mode="backward")

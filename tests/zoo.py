@@ -91,6 +91,17 @@ class Attention(nn.Module):
         return self.out(self.norm(x + h).mean(1))
 
 
+class ConvAttention(nn.Module):
+    """Patches of a Conv2d as tokens for multi-head attention (a vision-transformer stem)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patches, self.attention = nn.Conv2d(2, 4, 3, stride=2), Attention()
+
+    def forward(self, x):
+        return self.attention(self.patches(x).flatten(2).transpose(1, 2))
+
+
 class SDPA(nn.Module):
     """Scaled-dot-product attention called directly (the fused CPU kernel has no second derivative)."""
 
@@ -167,6 +178,9 @@ def cases() -> dict[str, Case]:
         "conv-bn-pool-dropout": Case(conv, nn.CrossEntropyLoss(), (img, y), params="weights"),
         "layernorm": Case(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3)),
                           nn.CrossEntropyLoss(), (X, y), layers=False),
+        "conv-layernorm": Case(nn.Sequential(nn.Conv2d(2, 2, 3, stride=2), nn.Flatten(), nn.LayerNorm(8), nn.Tanh(),
+                                             nn.Linear(8, 3)), nn.CrossEntropyLoss(), _split(img, y), layers=False),
+        "conv-attention": Case(ConvAttention(), nn.CrossEntropyLoss(), (img, y), layers=False),
         "lstm": Case(Recurrent(), nn.CrossEntropyLoss(), (seq3, y), layers=False),
         "multihead-attention": Case(Attention(), nn.CrossEntropyLoss(), (seq, y), layers=False),
         "sdpa": Case(SDPA(), nn.MSELoss(), (seq, Y3), tags={"sequence"}),

@@ -133,7 +133,7 @@ def chunked_mean(obj: Objective, chunk_sum: Callable[[torch.Tensor, torch.Tensor
 
 
 # ----------------------------------------------------------------------- output vectors V (B, C, K)
-def _class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
     if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
         w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
@@ -157,7 +157,7 @@ def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) ->
         p = torch.softmax(out, -1)
         q = p.sqrt()
         S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
-        return S * _class_weights(loss, y, out.dtype).sqrt()[:, None, None]
+        return S * class_weights(loss, y, out.dtype).sqrt()[:, None, None]
     H = vmap(jacrev(jacrev(terms.per_example())))(out, y).reshape(len(out), out[0].numel(), -1)
     values, vectors = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
     scale = values.abs().amax().clamp_min(torch.finfo(values.dtype).tiny)
@@ -181,7 +181,7 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
         p = torch.softmax(flat, -1)
         labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
         g = p.unsqueeze(1) - F.one_hot(labels, flat.shape[1]).to(p.dtype)  # (B, S, C)
-        g = g * _class_weights(loss, y, p.dtype)[:, None, None]
+        g = g * class_weights(loss, y, p.dtype)[:, None, None]
     elif isinstance(loss, nn.BCEWithLogitsLoss) and unweighted:
         p = torch.sigmoid(flat)
         draws = (torch.rand((samples, *p.shape), generator=gen, device=p.device, dtype=p.dtype) < p).to(p.dtype)
@@ -205,7 +205,7 @@ def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.T
             and loss.label_smoothing == 0:  # closed form: c_n (softmax - one-hot)
         p = torch.softmax(out, -1)
         onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
-        return ((p - onehot) * _class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
+        return ((p - onehot) * class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
     g = vmap(grad(terms.per_example()))(out, y)
     return g.reshape(len(out), -1, 1)
 
@@ -320,7 +320,8 @@ def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> tuple[to
         A = count
     else:
         A = _gram(a)
-        if layer.bias is not None:
-            s = a.sum((0, 2))[:, None]
-            A = torch.cat([torch.cat([A, s], 1), torch.cat([s.T, count], 1)], 0)
+        if layer.bias is not None:  # one copy of A into the padded (I + 1, I + 1)
+            s = a.sum((0, 2))
+            A = F.pad(A, (0, 1, 0, 1))
+            A[-1, :-1], A[:-1, -1], A[-1, -1] = s, s, count[0, 0]
     return A / T, _gram(d)

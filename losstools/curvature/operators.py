@@ -35,7 +35,7 @@ from .._distributed import all_reduce_sum
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
-from .layers import UnsupportedLayerError, output_vectors
+from .layers import UnsupportedLayerError, class_weights, output_vectors
 from .memory import check_dense
 from .passes import generator
 
@@ -176,6 +176,11 @@ class Hessian(CurvatureOperator):
 
 def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
     """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
+    loss = obj.loss_terms.loss_fn
+    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0:
+        # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+        p = torch.softmax(out, -1)
+        return class_weights(loss, y, out.dtype)[:, None] * p * (JM - (JM * p).sum(-1, keepdim=True))
     flat = JM.reshape(len(JM), -1).T  # (outputs, k)
 
     def loss_of(o):
@@ -195,7 +200,7 @@ class GGN(CurvatureOperator):
     kind = "exact"
 
     def _matmat(self, M):
-        obj, mode = self.objective, self.objective.ad_mode
+        obj, mode = self.objective, self.objective.jvp_mode(M.shape[1])
 
         def batch_sum(X, y):
             out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
@@ -239,7 +244,8 @@ class _OuterProduct(GGN):
         obj, vectors = self.objective, self._vectors()
 
         def batch_sum(X, y):
-            out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, obj.ad_mode)
+            mode = obj.jvp_mode(M.shape[1])
+            out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
             V = vectors(out.detach(), y)  # (B, C, K)
             JM = JM.reshape(M.shape[1], len(X), -1)
             W = torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", JM, V))
