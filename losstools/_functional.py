@@ -3,7 +3,8 @@
 ``functional_call`` swaps tensors into a module's attributes for the duration of a call, and with
 ``tie_weights=True`` torch 2.13 leaves a module registered twice holding plain tensors afterwards. So
 losstools calls a private structural copy (new module objects sharing the user's parameter tensors,
-which are never written) and passes every alias of a tied tensor itself, once per attribute slot.
+which are never written) and writes every alias of a tied tensor itself, once per attribute slot
+(:class:`PureCall`).
 Attention runs with the math kernel of scaled-dot-product attention: the fused CPU kernels have
 neither forward-mode nor second derivatives.
 """
@@ -14,7 +15,6 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # modules whose output in training mode is random (Dropout) or depends on the whole batch (BatchNorm)
@@ -54,35 +54,41 @@ def refuse_train_mode(model: nn.Module) -> None:
         )
 
 
-def alias_slots(module: nn.Module) -> dict[str, list[str]]:
-    """``{canonical name: [other names]}`` for tensors registered under several names.
+class PureCall:
+    """A structural copy (see :func:`structural_copy`) called as a pure function of its tensors.
 
-    The canonical names are those of ``named_parameters()`` / ``named_buffers()``; an alias is listed
-    only when it is another attribute slot (a module reused under two names shares its slots).
+    Every parameter and buffer slot of the copy, each alias of a tied or shared tensor included, is listed
+    once with the canonical name (``named_parameters()`` / ``named_buffers()``) of the tensor it holds. A
+    call writes the given tensors straight into the copy's own containers and restores them afterwards:
+    what ``torch.func.functional_call(..., tie_weights=False)`` does with every alias passed, at a fraction of
+    its Python overhead (measured 0.23 -> 0.05 ms on a small MLP).
     """
-    aliases: dict[str, list[str]] = {}
-    for named in (module.named_parameters, module.named_buffers):
-        first: dict[int, str] = {}
-        slots: dict[int, set] = {}
-        for name, t in named(remove_duplicate=False):
-            owner, _, attr = name.rpartition(".")
-            slot = (id(module.get_submodule(owner)), attr)
-            if id(t) not in first:
-                first[id(t)], slots[id(t)] = name, {slot}
-            elif slot not in slots[id(t)]:
-                slots[id(t)].add(slot)
-                aliases.setdefault(first[id(t)], []).append(name)
-    return aliases
 
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.slots: list[tuple[dict, str, str]] = []  # (container, key, canonical name)
+        for kind, named in (("_parameters", module.named_parameters), ("_buffers", module.named_buffers)):
+            canonical: dict[int, str] = {}
+            seen: set[tuple[int, str]] = set()
+            for name, tensor in named(remove_duplicate=False):
+                owner_name, _, key = name.rpartition(".")
+                owner = module.get_submodule(owner_name)
+                canonical.setdefault(id(tensor), name)
+                if (id(owner), key) not in seen:
+                    seen.add((id(owner), key))
+                    self.slots.append((getattr(owner, kind), key, canonical[id(tensor)]))
 
-def call(module: nn.Module, tensors: dict[str, torch.Tensor], aliases: dict[str, list[str]], *args) -> torch.Tensor:
-    """``module(*args)`` with ``tensors`` (every canonical parameter and buffer name) and their aliases."""
-    full = dict(tensors)
-    for name, others in aliases.items():
-        for other in others:
-            full[other] = tensors[name]
-    with sdpa_kernel(SDPBackend.MATH):
-        return functional_call(module, full, args, tie_weights=False, strict=False)
+    def __call__(self, tensors: dict[str, torch.Tensor], *args) -> torch.Tensor:
+        """``module(*args)`` with ``tensors`` (every canonical parameter and buffer name) in place of its own."""
+        saved = [container[key] for container, key, _ in self.slots]
+        try:
+            for container, key, name in self.slots:
+                container[key] = tensors[name]
+            with sdpa_kernel(SDPBackend.MATH):
+                return self.module(*args)
+        finally:
+            for (container, key, _), tensor in zip(self.slots, saved):
+                container[key] = tensor
 
 
 def fork_rng(device: torch.device) -> Iterator:

@@ -60,7 +60,7 @@ class Objective:
 
     Parameters
     ----------
-    model: any ``nn.Module`` that ``torch.func.functional_call`` can call (not only Sequential; shared
+    model: any ``nn.Module`` that can be called with its parameters swapped for other tensors (not only Sequential; shared
         modules and tied weights included). It is never changed, not even transiently: losstools calls a
         private structural copy that shares the (never written) parameter tensors. Dropout / BatchNorm
         in training mode are refused (call ``model.eval()``), and so is any other random output.
@@ -98,7 +98,7 @@ class Objective:
         check_data(data)
         self.names = select_parameters(model, params)
         self.model = _functional.structural_copy(model)
-        self._aliases = _functional.alias_slots(self.model)
+        self._pure = _functional.PureCall(self.model)
         named = dict(model.named_parameters())
         first = named[self.names[0]]
         self.device, self.dtype = first.device, first.dtype
@@ -191,12 +191,12 @@ class Objective:
 
     # ----------------------------------------------------------------- the function
     def params_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All tensors ``functional_call`` needs: the selected ones from ``theta``, the rest fixed."""
+        """All tensors a call of the model needs: the selected ones from ``theta``, the rest fixed."""
         return {**self._fixed, **{n: v.view(s) for n, v, s in zip(self.names, theta.split(self.sizes), self.shapes)}}
 
     def call(self, tensors: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
         """The model on inputs ``X`` with the given parameter and buffer tensors (see ``params_dict``)."""
-        return _functional.call(self.model, tensors, self._aliases, X)
+        return self._pure(tensors, X)
 
     def outputs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """Model outputs on inputs ``X`` at parameters ``theta`` (a pure function, usable in torch.func)."""
