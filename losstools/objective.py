@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -104,7 +105,7 @@ class Objective:
         self.device, self.dtype = first.device, first.dtype
         self.shapes = [named[n].shape for n in self.names]
         self.sizes = [math.prod(s) for s in self.shapes]
-        self._theta = torch.cat([named[n].detach().reshape(-1) for n in self.names]).clone()
+        self._theta = torch.cat([named[n].detach().reshape(-1) for n in self.names])  # a new tensor
         selected = set(self.names)
         self._fixed = {n: p.detach().clone() for n, p in named.items() if n not in selected}
         self._fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
@@ -169,6 +170,7 @@ class Objective:
         for X, y in self.batches():
             count += len(X)
             first = first or (X, y)
+        self.layer_output_sizes, self.output_size = {}, 0
         if first is None:
             if distributed():
                 return 0
@@ -176,7 +178,8 @@ class Objective:
         X, y = first
         try:
             with torch.no_grad(), _functional.fork_rng(self.device):
-                out = self.outputs(self._theta, X[:8])
+                with self._recording_layer_sizes():
+                    out = self.outputs(self._theta, X[:8])
                 again = self.outputs(self._theta, X[:8])
         except (RuntimeError, ValueError, IndexError, TypeError) as err:
             raise ValueError(
@@ -187,7 +190,28 @@ class Objective:
             raise ValueError("the model gives different outputs for the same inputs and parameters (random layers such "
                              "as dropout?): the loss is not a function of the parameters. Call model.eval() first")
         self.loss_terms.check(out, y[:8])
+        self.output_size = out.numel() // max(1, len(out))  # entries per example
         return count
+
+    @contextmanager
+    def _recording_layer_sizes(self) -> Iterator[None]:
+        """Record ``layer_output_sizes``: ``{module name: output entries per example}`` of every Linear / Conv layer
+        of the model (summed over the calls of a reused layer), for sizing chunks of per-layer passes."""
+        sizes: dict[str, int] = {}
+
+        def hook_for(name):
+            def hook(module, args, out):
+                sizes[name] = sizes.get(name, 0) + out.numel() // max(1, len(out))
+            return hook
+
+        handles = [m.register_forward_hook(hook_for(n)) for n, m in self.model.named_modules()
+                   if isinstance(m, _LAYER_TYPES)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.layer_output_sizes = sizes
 
     # ----------------------------------------------------------------- the function
     def params_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -227,11 +251,12 @@ class Objective:
             if shape is None:
                 raise ValueError("this rank holds no examples; pass data to every rank")
             total = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        packed = torch.cat([total.reshape(-1), total.new_tensor([norm])])
-        all_reduce_sum(packed)
-        if packed[-1] <= 0:
+        if distributed():  # one collective for the sum and the normaliser
+            packed = all_reduce_sum(torch.cat([total.reshape(-1), total.new_tensor([norm])]))
+            total, norm = packed[:-1].view_as(total), float(packed[-1])
+        if norm <= 0:
             raise ValueError("the loss's normaliser is 0: every target is ignored (ignore_index) or has class weight 0")
-        return (packed[:-1] / packed[-1]).view_as(total)
+        return total / norm
 
     def _check_finite(self, value: torch.Tensor, what: str) -> torch.Tensor:
         # a finite sum proves every entry finite (NaN and inf propagate); only a non-finite sum needs the full check

@@ -151,6 +151,10 @@ def test_paths_are_chosen_per_model():
     assert objective(cases["conv-bn-pool-dropout"]).ad_mode == "forward"  # convolutions: forward where it is right
     assert objective(cases["conv-layernorm"]).ad_mode == "forward"  # forward-over-reverse is right for LayerNorm
     assert objective(cases["conv-attention"]).ad_mode == "reverse"  # ... but not implemented for attention
+    for name, by_hand in (("mlp-tanh-ce", True), ("frozen-parameters", True), ("conv-bn-pool-dropout", False)):
+        G = C.GGN(objective(cases[name]))
+        G @ probes(G.num_params)
+        assert (G._chain is not None) == by_hand  # GGN products through Linear chains are taken by hand
     assert not objective(cases["layernorm"], ad_mode="reverse").forward_mode_ok
     with pytest.raises(ValueError, match="unknown ad_mode .backward.; choose one of"):
         objective(cases["layernorm"], ad_mode="backward")

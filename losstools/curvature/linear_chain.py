@@ -375,3 +375,55 @@ def diagonal_blocks(chain: LinearChain, theta: torch.Tensor, chunk_size: int | N
                 O = M.shape[1]
                 _symmetric(x[:, p.cols], M, out[p.name].view(O, p.width, O, p.width), k == 0)
     return out
+
+
+# ----------------------------------------------------------------------- Gauss-Newton products
+def ggn_batch_sum(chain: LinearChain, theta: torch.Tensor, M: torch.Tensor,
+                  output_hessian_product: Callable) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(X, y) -> sum_n J_n^T H_n J_n M`` (P, k) over a batch, for M (P, k): the GGN product through the chain by
+    hand, without autograd. One forward pass carries the k tangents dz_l = x_{l-1} dW_l^T + db_l + dx_{l-1} W_l^T
+    (dx_l = phi_l'(z_l) dz_l), ``output_hessian_product(obj, out, y, J M)`` applies H_n (the loss sum's Hessian in
+    the outputs), and one backward pass gives the weight and bias parts: for the MLP of the benchmark about three
+    GEMMs of the first layer's size against four for the double-backward products."""
+    obj, layers = chain.obj, chain.layers
+    params = obj.params_dict(theta)
+    k = M.shape[1]
+
+    def tangent_blocks(layer: ChainLayer) -> list[tuple[Part, torch.Tensor]]:
+        O = params[layer.weight].shape[0]
+        return [(p, M[p.offset : p.offset + O * p.width].view(O, p.width, k)) for p in layer.parts]
+
+    blocks = [tangent_blocks(layer) for layer in layers]
+
+    def batch_sum(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, dx, inputs, slopes = chain.prefix(X), None, [], []
+        for layer, parts in zip(layers, blocks):
+            W = params[layer.weight]
+            z = F.linear(x, W, params[layer.bias] if layer.bias else None)
+            dz = torch.zeros(k, *z.shape, dtype=z.dtype, device=z.device) if dx is None else dx @ W.T
+            for p, T in parts:  # T (O, width, k)
+                dz = dz + (T[:, 0, :].T.unsqueeze(1) if p.bias else torch.matmul(x, T.permute(2, 1, 0)))
+            inputs.append(x)
+            if layer.activations:
+                x, slope = jvp(_elementwise_chain(layer.activations), (z,), (torch.ones_like(z),))
+                dx = slope * dz
+            else:
+                x, slope, dx = z, None, dz
+            slopes.append(slope)
+        delta = output_hessian_product(obj, x, y, dx)  # (k, n, C)
+        out = torch.zeros(obj.num_params, k, dtype=M.dtype, device=M.device)
+        for l in range(len(layers) - 1, -1, -1):
+            delta = delta if slopes[l] is None else delta * slopes[l]
+            W = params[layers[l].weight]
+            for p, _ in blocks[l]:
+                rows = out[p.offset : p.offset + W.shape[0] * p.width].view(W.shape[0], p.width, k)
+                if p.bias:
+                    rows[:, 0, :] = delta.sum(1).T
+                else:
+                    rows.copy_((delta.transpose(1, 2) @ inputs[l]).permute(1, 2, 0))
+            if l > 0:
+                delta = delta @ W
+        return out
+
+    return batch_sum
+

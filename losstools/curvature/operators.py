@@ -201,6 +201,12 @@ class GGN(CurvatureOperator):
 
     def _matmat(self, M):
         obj, mode = self.objective, self.objective.jvp_mode(M.shape[1])
+        if not hasattr(self, "_chain"):
+            self._chain = structured.linear_chain(obj)
+        if self._chain is not None:  # Linear layers and elementwise activations: forward and backward by hand
+            with torch.no_grad():
+                batch_sum = structured.ggn_batch_sum(self._chain, self.theta, M, _output_hessian_product)
+                return self._mean(batch_sum, tuple(M.shape), "product")
 
         def batch_sum(X, y):
             out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
