@@ -16,13 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from losstools import plotting  # noqa: E402
-from losstools.pruning import ablations, format_table, load_records  # noqa: E402
+from losstools.pruning import PAPER_REGS, ablations, format_table, load_records  # noqa: E402
 from losstools.pruning.summary import select_runs, summarise, write_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent.parent / "results"
-REGS = (0.0, 1e-4, 1e-2, 1.0)  # the lambda grid every seed ran (seeds 0 and 3 also ran the paper's 9 values for OBD)
-CNN_REGS = (0.0, 1e-2)  # the CNN's smaller grid (its first run also tried 1e-4 and 1 for one-step OBD)
+REGS = PAPER_REGS  # the paper's nine values, for the MLP and the CNN
 
 
 def study_summary(folder: str, label: str, regs=REGS) -> dict | None:
@@ -92,7 +91,7 @@ def ablation_figure(results: dict) -> None:
 def main() -> None:
     lines = []
     for folder, prefix, label, regs in (("mnist5k_mlp", "mlp", "mnist5k MLP 784-300-100-10, κ = 0.98847", REGS),
-                                        ("mnist5k_cnn", "cnn", "mnist5k LeNet-5-like CNN, κ = 0.956", CNN_REGS)):
+                                        ("mnist5k_cnn", "cnn", "mnist5k LeNet-5-like CNN, κ = 0.956", REGS)):
         summary = study_summary(folder, label, regs)
         if summary is None:
             continue
