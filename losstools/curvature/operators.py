@@ -192,9 +192,10 @@ def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, 
 class GGN(CurvatureOperator):
     """The generalised Gauss-Newton G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss
     term in the outputs: PSD for losses convex in the outputs; equals the true Fisher for cross-entropy,
-    BCE-with-logits and MSE. A product: one Jacobian-vector product, the loss's Hessian in the outputs,
-    one vector-Jacobian product. ``diagonal()``: per-layer hooks (Linear / Conv2d; about C gradients for C
-    outputs), per-example gradients for any other layer."""
+    BCE-with-logits and MSE. A product: one Jacobian-vector product (path: ``Objective.jvp_mode``), the loss's
+    Hessian in the outputs (closed form for cross-entropy), one vector-Jacobian product; through chains of
+    Linear layers and elementwise activations both by hand (``linear_chain.ggn_batch_sum``). ``diagonal()``:
+    per-layer hooks (Linear / Conv2d; about C gradients for C outputs), per-example gradients for any other layer."""
 
     name = "GGN"
     kind = "exact"
