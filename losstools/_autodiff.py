@@ -72,15 +72,17 @@ def jacobian_products(g: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
 
 def paths_agree(f: Callable[[torch.Tensor], torch.Tensor], g: Callable[[torch.Tensor], torch.Tensor],
                 theta: torch.Tensor, gen: torch.Generator, rtol: float = 1e-6) -> bool:
-    """Whether the forward path gives the reverse path's H M and J M on two random columns.
+    """Whether the forward paths give the reverse path's H M and J M on two random columns and on one.
 
     Call it in float64 on a few examples: round-off then stays far below ``rtol``, while the known
     wrong rules are off by percents. An op without forward mode counts as disagreement.
     """
     M = torch.randn(theta.numel(), 2, generator=gen, dtype=theta.dtype, device=theta.device)
     reference = hvp(f, theta, M, "reverse"), jacobian_products(g, theta, M, "reverse")[1]
-    try:
-        candidate = hvp(f, theta, M, "forward"), jacobian_products(g, theta, M, "forward")[1]
+    reference += (reference[0][:, :1], reference[1][:1])
+    try:  # several columns (vmapped) and a single one (no vmap; dual numbers for J m) take different forward paths
+        candidate = (hvp(f, theta, M, "forward"), jacobian_products(g, theta, M, "forward")[1],
+                     hvp(f, theta, M[:, :1], "forward"), jacobian_products(g, theta, M[:, :1], "forward")[1])
     except (NotImplementedError, RuntimeError):
         return False
     return all(torch.allclose(c, r, rtol=rtol, atol=rtol * r.abs().max().item()) for c, r in zip(candidate, reference))
