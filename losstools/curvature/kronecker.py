@@ -51,25 +51,32 @@ class KFAC(CurvatureOperator):
         def vectors(out, t):
             return output_vectors(kind, obj.loss_terms, out, t, int(mc_samples), gen)
 
+        total = sum(i * i + o * o for i, o in sizes)
+
+        def split(flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            """Views (A_l, G_l) of one flat buffer holding every layer's factors."""
+            out, start = [], 0
+            for i, o in sizes:
+                out.append((flat[start : start + i * i].view(i, i), flat[start + i * i : start + i * i + o * o].view(o, o)))
+                start += i * i + o * o
+            return out
+
         def batch_sum(X, y):
             pairs = backpropagate(obj, self.layers, self.theta, X, y, vectors)
-            # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples,
-            # so it is rescaled below by ratio = N / Z (1 for unweighted cross-entropy)
-            return torch.cat([f.reshape(-1) for layer, (a, d) in zip(self.layers, pairs)
-                              for f in kfac_factor_sums(layer, a, d)])
+            flat = torch.empty(total, dtype=obj.dtype, device=obj.device)
+            for layer, (a, d), (A, G) in zip(self.layers, pairs, split(flat)):
+                kfac_factor_sums(layer, a, d, A, G)
+            return flat
 
-        total = sum(i * i + o * o for i, o in sizes)
         chunk = examples_per_chunk(obj, self.layers)
         flat = obj._check_finite(chunked_mean(obj, batch_sum, (total,), progress, "K-FAC factors", chunk),
                                  "K-FAC factors")
-        ratio = obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device), (1,))
+        # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
+        # by ratio = N / Z (1 for unweighted cross-entropy)
+        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device), (1,)))
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for layer in self.layers:
-            I = (layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0)
-            O = layer.module.weight.shape[0]
-            A, flat = flat[: I * I].view(I, I) / ratio, flat[I * I :]
-            G, flat = flat[: O * O].view(O, O), flat[O * O :]
-            self.factors[layer.name] = (A, G)
+        for layer, (A, G) in zip(self.layers, split(flat)):
+            self.factors[layer.name] = (A if ratio == 1 else A.div_(ratio), G)
         self._eigen: dict[str, tuple] = {}
 
     def _blocks(self, M: torch.Tensor):

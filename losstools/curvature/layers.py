@@ -298,30 +298,34 @@ def squared_gradient_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> dic
     return result
 
 
-def _gram(x: torch.Tensor) -> torch.Tensor:
-    """sum over the leading dimensions and the last one of x x^T for x (..., n, T): one (n, n) matmul.
+def _gram(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (n, n) <- sum over the leading dimensions and the last one of x x^T for x (..., n, T): one matmul
+    written in place (``out`` may be a strided view).
 
     The positions T are moved next to the leading dimensions (one copy of x), so no per-example (n, n)
     products are formed (they would cost B n^2 memory)."""
     n = x.shape[-2]
     flat = x.reshape(-1, n) if x.shape[-1] == 1 else x.movedim(-2, 0).reshape(n, -1).T
-    return flat.T @ flat
+    return torch.mm(flat.T, flat, out=out)
 
 
-def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch sums of the K-FAC factors: A = sum_{n,t} a a^T / T (I', I'), G = sum_{n,k,t} d d^T (O, O).
+def kfac_factor_sums(layer: Layer, a: torch.Tensor, d: torch.Tensor, A: torch.Tensor, G: torch.Tensor) -> None:
+    """Batch sums of the K-FAC factors, written into A (I', I') and G (O, O) (views of one buffer, no copies):
+    A = sum_{n,t} a a^T / T, G = sum_{n,k,t} d d^T.
 
     With a selected bias, a is padded with a 1 (A gains a row and column [sum a, N T] / T); with
     only the bias selected, A is (1, 1). The factors then cover the joint (weight, bias) block.
     """
     T = d.shape[3]
-    count = a.new_tensor([[float(len(a) * T)]])
+    count = float(len(a) * T)
     if layer.weight is None:
-        A = count
+        A.fill_(count)
     else:
-        A = _gram(a)
-        if layer.bias is not None:  # one copy of A into the padded (I + 1, I + 1)
+        I = a.shape[1]
+        _gram(a, A[:I, :I])
+        if layer.bias is not None:
             s = a.sum((0, 2))
-            A = F.pad(A, (0, 1, 0, 1))
-            A[-1, :-1], A[:-1, -1], A[-1, -1] = s, s, count[0, 0]
-    return A / T, _gram(d)
+            A[-1, :-1], A[:-1, -1], A[-1, -1] = s, s, count
+    if T != 1:
+        A.div_(T)
+    _gram(d, G)
