@@ -98,12 +98,9 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
 
 def examples_per_chunk(obj: Objective, layers: list[Layer]) -> int:
     """Examples per chunk of a per-layer pass: about ``PASS_ELEMENTS`` entries of pulled-back vectors (one
-    column per model output, the most any kind uses per example) at the hooked layers' outputs, measured
-    by a forward pass on one example."""
-    X, _ = next(obj.batches())
-    with torch.no_grad(), _recording(layers) as (_, outputs):
-        out = obj.outputs(obj.theta, X[:1])
-    per_example = out[0].numel() * sum(z[0].numel() for z in outputs.values())
+    column per model output, the most any kind uses per example) at the hooked layers' outputs, from the
+    sizes the Objective recorded on its first evaluation (``obj.layer_output_sizes``)."""
+    per_example = obj.output_size * sum(obj.layer_output_sizes.get(layer.name, 0) for layer in layers)
     return max(1, PASS_ELEMENTS // max(1, per_example))
 
 
