@@ -100,6 +100,7 @@ class Objective:
         self.names = select_parameters(model, params)
         self.model = _functional.structural_copy(model)
         self._pure = _functional.PureCall(self.model)
+        self._convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
         named = dict(model.named_parameters())
         first = named[self.names[0]]
         self.device, self.dtype = first.device, first.dtype
@@ -278,8 +279,7 @@ class Objective:
         """
         if self._ad_mode != "auto":
             return self._ad_mode
-        convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
-        return "forward" if convolutional and self.forward_mode_ok else "reverse"
+        return "forward" if self._convolutional and self.forward_mode_ok else "reverse"
 
     def jvp_mode(self, columns: int = 1) -> str:
         """``"forward"`` or ``"reverse"``: how ``columns`` Jacobian-vector products J M are taken (GGN and Fisher

@@ -142,6 +142,12 @@ def class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch
     return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
 
 
+def softmax_cross_entropy(loss, out: torch.Tensor) -> bool:
+    """Whether ``loss`` on outputs ``out`` is cross-entropy on (B, C) logits without label smoothing: the case
+    with closed forms (output Hessian c_n (diag(p) - p p^T), its square root, sampled and per-example gradients)."""
+    return isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0
+
+
 def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """S_n with S_n S_n^T = Hessian of example n's loss term l_n in the flat outputs: (B, C, C).
 
@@ -150,7 +156,7 @@ def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) ->
     ``torch.func``. A loss that is not convex in the outputs (negative eigenvalues) is refused.
     """
     loss = terms.loss_fn
-    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0:
+    if softmax_cross_entropy(loss, out):
         p = torch.softmax(out, -1)
         q = p.sqrt()
         S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
@@ -174,7 +180,7 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
     """
     loss, flat = terms.loss_fn, out.reshape(len(out), -1)
     unweighted = getattr(loss, "weight", None) is None and getattr(loss, "pos_weight", None) is None
-    if isinstance(loss, nn.CrossEntropyLoss) and unweighted and out.ndim == 2 and loss.label_smoothing == 0:
+    if softmax_cross_entropy(loss, out) and unweighted:
         p = torch.softmax(flat, -1)
         labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
         g = p.unsqueeze(1) - F.one_hot(labels, flat.shape[1]).to(p.dtype)  # (B, S, C)
@@ -198,8 +204,7 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
 def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
     loss = terms.loss_fn
-    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and not y.is_floating_point() \
-            and loss.label_smoothing == 0:  # closed form: c_n (softmax - one-hot)
+    if softmax_cross_entropy(loss, out) and not y.is_floating_point():  # closed form: c_n (softmax - one-hot)
         p = torch.softmax(out, -1)
         onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
         return ((p - onehot) * class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)

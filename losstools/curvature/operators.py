@@ -21,6 +21,7 @@ Build an operator from an Objective, ``Hessian(obj)``, or, as a convenience, fro
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -35,7 +36,7 @@ from .._distributed import all_reduce_sum
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
-from .layers import UnsupportedLayerError, class_weights, output_vectors
+from .layers import UnsupportedLayerError, class_weights, output_vectors, softmax_cross_entropy
 from .memory import check_dense
 from .passes import generator
 
@@ -177,8 +178,7 @@ class Hessian(CurvatureOperator):
 def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
     """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
     loss = obj.loss_terms.loss_fn
-    if isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0:
-        # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+    if softmax_cross_entropy(loss, out):  # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
         p = torch.softmax(out, -1)
         return class_weights(loss, y, out.dtype)[:, None] * p * (JM - (JM * p).sum(-1, keepdim=True))
     flat = JM.reshape(len(JM), -1).T  # (outputs, k)
@@ -200,10 +200,13 @@ class GGN(CurvatureOperator):
     name = "GGN"
     kind = "exact"
 
+    @cached_property
+    def _chain(self) -> structured.LinearChain | None:
+        """The model's Linear-chain structure, if it has one (products then go by hand)."""
+        return structured.linear_chain(self.objective)
+
     def _matmat(self, M):
         obj, mode = self.objective, self.objective.jvp_mode(M.shape[1])
-        if not hasattr(self, "_chain"):
-            self._chain = structured.linear_chain(obj)
         if self._chain is not None:  # Linear layers and elementwise activations: forward and backward by hand
             with torch.no_grad():
                 batch_sum = structured.ggn_batch_sum(self._chain, self.theta, M, _output_hessian_product)
