@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.func import grad
+from torch.func import grad_and_value
 
 from . import _autodiff, _functional
 from ._batches import Batch, check_data, raw_batches
@@ -332,9 +332,18 @@ class Objective:
 
     def grad(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The gradient of the mean loss, shape (P,)."""
+        return self.loss_and_grad(theta)[1]
+
+    def loss_and_grad(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per batch)."""
         t = self._theta_or_default(theta)
-        g = self.data_mean(lambda X, y: grad(self.batch_sum)(t, X, y), (self.num_params,))
-        return self._check_finite(g, "gradient")
+
+        def batch(X, y):
+            g, value = grad_and_value(self.batch_sum)(t, X, y)
+            return torch.cat([value.reshape(1), g])
+
+        both = self.data_mean(batch, (1 + self.num_params,))
+        return self._check_finite(both[0], "loss"), self._check_finite(both[1:], "gradient")
 
     def hvp(self, v: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """Hessian-vector product H v; ``v`` of shape (P,) or (P, k) -> same shape (path: :attr:`ad_mode`).

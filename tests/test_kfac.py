@@ -53,7 +53,13 @@ def test_factors_match_their_definition(name):
     from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
 
     layers = supported_layers(obj.model, obj.names, "test")
-    pairs = backpropagate(obj, layers, obj.theta, *data, lambda o, t: output_vectors("exact", obj.loss_terms, o, t))
+    vectors = lambda o, t: output_vectors("exact", obj.loss_terms, o, t)  # noqa: E731
+    (pairs,) = backpropagate(obj, layers, obj.theta, *data, vectors)
+    by_column = list(backpropagate(obj, layers, obj.theta, *data, vectors, by_column=True))
+    assert len(by_column) == pairs[0][1].shape[0]  # one pass per column, each the batched pass's slice
+    for k, column in enumerate(by_column):
+        for (a, d), (a_k, d_k) in zip(pairs, column):
+            assert torch.equal(a, a_k) and torch.allclose(d[k : k + 1], d_k, rtol=1e-5, atol=1e-7)
     for layer, (a, d) in zip(layers, pairs):
         A, G = K.factors[layer.name]
         N, T = a.shape[0], a.shape[2]

@@ -32,12 +32,16 @@ def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progr
                    what: str = "GGN diagonal") -> torch.Tensor:
     """The flat (P,) diagonal of (1/Z) sum_n J_n^T V_n V_n^T J_n, ``V = vectors(out, y)`` (B, C, K), by hooks."""
     layers = supported_layers(obj.model, obj.names, what)
+    by_column = any(isinstance(layer.module, nn.Conv2d) for layer in layers)  # see backpropagate
 
     def batch_sum(X, y):
-        sums: dict[str, torch.Tensor] = {}
-        for layer, (a, d) in zip(layers, backpropagate(obj, layers, theta, X, y, vectors)):
-            sums.update(squared_gradient_sums(layer, a, d))
-        return obj.flatten(sums)
+        total = None
+        for pairs in backpropagate(obj, layers, theta, X, y, vectors, by_column):
+            sums: dict[str, torch.Tensor] = {}
+            for layer, (a, d) in zip(layers, pairs):
+                sums.update(squared_gradient_sums(layer, a, d))
+            total = obj.flatten(sums) if total is None else total.add_(obj.flatten(sums))
+        return total
 
     return chunked_mean(obj, batch_sum, (obj.num_params,), progress, what, examples_per_chunk(obj, layers))
 

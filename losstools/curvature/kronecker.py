@@ -62,7 +62,7 @@ class KFAC(CurvatureOperator):
             return out
 
         def batch_sum(X, y):
-            pairs = backpropagate(obj, self.layers, self.theta, X, y, vectors)
+            (pairs,) = backpropagate(obj, self.layers, self.theta, X, y, vectors)  # all columns at once
             flat = torch.empty(total, dtype=obj.dtype, device=obj.device)
             for layer, (a, d), (A, G) in zip(self.layers, pairs, split(flat)):
                 kfac_factor_sums(layer, a, d, A, G)

@@ -17,7 +17,7 @@ from .masks import SCOPES, Masks, apply_masks_, count, full_masks, select
 from .obs import obs_remove
 from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
 from .schedules import schedule as make_schedule
-from .statistics import check_curvature, curvature_diagonal, curvature_matrix, gradient
+from .statistics import check_curvature, curvature_diagonal, curvature_matrix, loss_and_gradient
 
 
 @dataclass
@@ -147,8 +147,10 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch | Iterable[
         rows = torch.randperm(len(X), generator=generator)[:samples].to(X.device)
         sample = (X[rows], y[rows])
         before = {n: params[n].detach().clone() for n in masks}
-        loss_before = _loss(net, loss_fn, sample)
-        grad = gradient(net, loss_fn, sample) if (NEEDS_GRAD[name] or predict) else None
+        if NEEDS_GRAD[name] or predict:
+            loss_before, grad = loss_and_gradient(net, loss_fn, sample)
+        else:
+            loss_before, grad = _loss(net, loss_fn, sample), None
         need_diag = name != "obs" and (NEEDS_CURVATURE[name] or predict)
         diag = curvature_diagonal(net, loss_fn, sample, curvature, mc_samples, seed * 100003 + i) if need_diag else None
         pruned, total = count(masks)

@@ -35,8 +35,14 @@ def check_curvature(curvature: str, dense: bool = False) -> str:
 
 def gradient(model: nn.Module, loss_fn: Callable, sample: Batch) -> dict[str, torch.Tensor]:
     """Mean gradient of the loss on ``sample`` w.r.t. the prunable weights, ``{name: tensor}``."""
+    return loss_and_gradient(model, loss_fn, sample)[1]
+
+
+def loss_and_gradient(model: nn.Module, loss_fn: Callable, sample: Batch) -> tuple[float, dict[str, torch.Tensor]]:
+    """Mean loss on ``sample`` and its gradient w.r.t. the prunable weights, from the same forward pass."""
     obj = Objective(model, loss_fn, sample, WEIGHTS)
-    return obj.unflatten(obj.grad())
+    loss, grad = obj.loss_and_grad()
+    return float(loss), obj.unflatten(grad)
 
 
 def curvature_diagonal(model: nn.Module, loss_fn: Callable, sample: Batch, curvature: str = "ggn",
