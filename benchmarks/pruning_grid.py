@@ -6,7 +6,9 @@ Runs ``pruning.study`` on ``mnist5k`` with the paper protocol's defaults (784-30
 epochs, MP / OBD / LM / QM x pi in {1, 14, 140} x the nine lambdas, fine-tuning for the "auto" budget of 800 SGD
 steps) in a temporary folder, and reports the wall-clock and CPU time of the whole grid and where it went: training the
 base network, pruning (per criterion and number of steps) and fine-tuning, from the records' timings.
-``--model lenet5 --steps 1 14`` times the CNN row's grid.
+``--model lenet5 --steps 1 14`` times the CNN row's grid. ``--records DIR`` runs nothing and reads instead the
+per-run timings a study's records hold for ``--seed`` (pruning and fine-tuning; not the training of the base network),
+e.g. the CNN grid run in parts: ``--records results/mnist5k_cnn --model lenet5``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["mlp", "lenet5"])
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 14, 140])
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--records", default=None, help="read the timings of this study's records instead of running")
     args = parser.parse_args()
     import torch
 
@@ -31,17 +34,25 @@ def main() -> None:
 
     torch.set_num_threads(1)
     extra = {"model": "lenet5", "sparsity": pruning.CNN_SPARSITY} if args.model == "lenet5" else {}
-    with tempfile.TemporaryDirectory() as out:
-        wall, cpu = time.perf_counter(), time.process_time()
-        records = pruning.study(out, "mnist5k", steps=args.steps, seeds=(args.seed,), progress=False,
-                                log=lambda _: None, **extra)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        settings = json.loads((Path(out) / "settings.json").read_text())
+    if args.records:
+        settings = json.loads((Path(args.records) / "settings.json").read_text())
+        records = [r for r in pruning.load_records(args.records) if r["seed"] == args.seed
+                   and (r["criterion"] == "mp" or r["steps"] in args.steps) and r["reg"] in pruning.PAPER_REGS]
+        wall = cpu = sum(r["seconds"]["prune"] + r["seconds"]["finetune"] for r in records)
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            wall, cpu = time.perf_counter(), time.process_time()
+            records = pruning.study(out, "mnist5k", steps=args.steps, seeds=(args.seed,), progress=False,
+                                    log=lambda _: None, **extra)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            settings = json.loads((Path(out) / "settings.json").read_text())
     prune, finetune = defaultdict(float), 0.0
     for r in records:
         prune[f"{r['criterion']} {r['steps']}"] += r["seconds"]["prune"]
         finetune += r["seconds"]["finetune"]
     result = {"model": args.model, "seed": args.seed, "runs": len(records), "steps": args.steps,
+              "source": f"records of {args.records} (wall = cpu = their pruning + fine-tuning seconds)"
+              if args.records else "run here",
               "regs": list(pruning.PAPER_REGS), "finetune_epochs": settings["finetune_epochs"],
               "wall_s": wall, "cpu_s": cpu, "prune_s": dict(prune), "finetune_s": finetune,
               "train_and_rest_s": wall - sum(prune.values()) - finetune, "torch": torch.__version__}

@@ -65,3 +65,17 @@ def int_list(values, name: str, minimum: int = 1) -> list[int]:
     if not values:
         raise ValueError(f"{name} must list at least one value")
     return [positive_int(v, name, minimum) for v in values]
+
+
+def usable_device(value, name: str = "device") -> "torch.device":
+    """``value`` as a ``torch.device`` on which this PyTorch can allocate a tensor, else a ValueError."""
+    import torch
+
+    try:
+        device = torch.device(value)
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, TypeError) as err:  # AssertionError: "Torch not compiled with CUDA enabled"
+        raise ValueError(f"{name} {value!r} cannot be used here ({err}); pass 'cpu', or e.g. 'cuda' on a machine "
+                         "with a GPU and a PyTorch build for it (see the README's install section)") from err
+    return device
+

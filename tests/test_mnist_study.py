@@ -9,7 +9,7 @@ from torch import nn
 
 from losstools import data, models, pruning
 from losstools.pruning import ablations
-from losstools.pruning.summary import compact, load_summary, select_runs, summarise, write_summary
+from losstools.pruning.summary import compact, complete_seeds, load_summary, select_runs, summarise, write_summary
 
 CE = nn.CrossEntropyLoss()
 TINY = dict(criteria=("mp", "qm"), steps=(1, 2), regs=(0.0, 1e-2), seeds=(0,), hidden=(8,), train_epochs=1,
@@ -141,3 +141,16 @@ def test_summary_round_trip_keeps_tables_and_drops_histories(tmp_path):
         assert loaded["table1"][criterion] == pytest.approx((mean, std, n), rel=1e-5)
     assert compact(records[1])["finetuned"].keys() == {"train_loss", "val_error", "test_error"}
     assert [r["reg"] for r in select_runs(records, regs=(1e-2,))] == [0.0, 1e-2, 1e-2]  # MP kept, lambda-free
+    assert [(r["criterion"], r["steps"]) for r in select_runs(records, steps=(2,))] == [("mp", 1), ("qm", 2), ("qm", 2)]
+
+
+def test_complete_seeds_are_those_that_ran_the_whole_grid():
+    def run(seed, criterion, steps, reg):
+        return {"seed": seed, "criterion": criterion, "steps": steps, "reg": reg}
+
+    grid = [run(s, "mp", 1, 0.0) for s in (0, 1, 2)]
+    grid += [run(s, "qm", n, reg) for s in (0, 1, 2) for n in (1, 14) for reg in (0.0, 1e-2)]
+    assert complete_seeds(grid) == [0, 1, 2]
+    stopped = grid + [run(0, "qm", 140, reg) for reg in (0.0, 1e-2)] + [run(1, "qm", 140, 0.0)]
+    assert complete_seeds(stopped) == [0]  # seed 1 lacks lambda 1e-2 at 140 steps, seed 2 every 140-step run
+    assert complete_seeds([r for r in grid if r["seed"] != 2 or r["criterion"] != "mp"]) == [0, 1]

@@ -379,6 +379,7 @@ def test_nan_or_inf_lambda_is_refused(trained, reg):
     ({"init": "xavier"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0.0}, "lr"),
     ({"momentum": 0.9}, "momentum applies to optimizer='sgd'"), ({"finetune_epochs": -1}, "finetune_epochs"),
     ({"sparsity": 1.0}, "sparsity"), ({"samples": 0}, "samples"), ({"data": "cifar"}, "data set"),
+    ({"device": "gpu"}, "device 'gpu' cannot be used"), ({"device": "cuda:99"}, "device 'cuda:99' cannot be used"),
 ])
 def test_study_validates_every_option_before_any_side_effect(tmp_path, bad, message):
     out = tmp_path / "study"
@@ -388,6 +389,24 @@ def test_study_validates_every_option_before_any_side_effect(tmp_path, bad, mess
     assert not out.exists() and not trained_models  # nothing written, nothing trained
     pruning.study(out, **{**STUDY, "criteria": ("mp",)})  # so the corrected run is not refused
     assert (out / "settings.json").exists()
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_study_runs_on_the_device_given_and_resumes_on_another(tmp_path, device):
+    """The records do not depend on the device beyond round-off, and the device is not a setting: a study
+    started on one device is resumed on another (here: the first seed on ``device``, the second on the CPU)."""
+    grid = {**STUDY, "criteria": ("mp", "qm"), "steps": (2,)}
+    reference = pruning.study(tmp_path / "cpu", **{**grid, "seeds": (0, 1)})
+    pruning.study(tmp_path / "moved", **{**grid, "seeds": (0,)}, device=device)
+    records = pruning.study(tmp_path / "moved", **{**grid, "seeds": (0, 1)}, device=torch.device("cpu"))
+    assert "device" not in json.loads((tmp_path / "moved" / "settings.json").read_text())
+    assert [study_module.run_key(r) for r in records] == [study_module.run_key(r) for r in reference]
+    for got, want in zip(records, reference):
+        assert got["dL"] == pytest.approx(want["dL"], rel=1e-4, abs=1e-6)
+        assert got["finetuned"]["val_error"] == pytest.approx(want["finetuned"]["val_error"], abs=0.02)
 
 
 def test_base_model_and_settings_are_written_atomically(tmp_path, monkeypatch):

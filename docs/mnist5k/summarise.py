@@ -3,7 +3,8 @@
     PYTHONPATH=. python docs/mnist5k/summarise.py          # after the studies in README ("Results on real MNIST digits")
 
 Reads results/mnist5k_mlp, results/mnist5k_cnn and results/ablations (records.jsonl, megabytes, not
-committed) and writes mlp.json, cnn.json, ablations.json (kilobytes), tables.md and the figures.
+committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}), ablations.json
+(kilobytes), tables.md and the figures. Tables use only the seeds that ran the whole grid (``complete_seeds``).
 """
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from losstools import plotting  # noqa: E402
 from losstools.pruning import PAPER_REGS, ablations, format_table, load_records  # noqa: E402
-from losstools.pruning.summary import select_runs, summarise, write_summary  # noqa: E402
+from losstools.pruning.summary import complete_seeds, select_runs, summarise, write_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent.parent / "results"
 REGS = PAPER_REGS  # the paper's nine values, for the MLP and the CNN
 
 
-def study_summary(folder: str, label: str, regs=REGS) -> dict | None:
+def study_summary(folder: str, label: str, regs=REGS, steps=None) -> dict | None:
+    """Tables and runs of the seeds that ran the whole grid (``regs`` x ``steps``, None: every number of steps)."""
     path = RESULTS / folder
-    records = select_runs(load_records(path), regs)
+    records = select_runs(load_records(path), regs, steps=steps)
+    records = select_runs(records, seeds=complete_seeds(records))
     if not records:
         return None
     settings = json.loads((path / "settings.json").read_text())
@@ -90,13 +93,16 @@ def ablation_figure(results: dict) -> None:
 
 def main() -> None:
     lines = []
-    for folder, prefix, label, regs in (("mnist5k_mlp", "mlp", "mnist5k MLP 784-300-100-10, κ = 0.98847", REGS),
-                                        ("mnist5k_cnn", "cnn", "mnist5k LeNet-5-like CNN, κ = 0.956", REGS)):
-        summary = study_summary(folder, label, regs)
+    cnn = "mnist5k LeNet-5-like CNN, κ = 0.956"
+    for folder, prefix, label, steps in (("mnist5k_mlp", "mlp", "mnist5k MLP 784-300-100-10, κ = 0.98847", None),
+                                         ("mnist5k_cnn", "cnn", cnn, None),
+                                         ("mnist5k_cnn", "cnn_steps14", f"{cnn}, π ≤ 14", (1, 14))):
+        summary = study_summary(folder, label, REGS, steps)
         if summary is None:
             continue
         write_summary(summary, HERE / f"{prefix}.json")
-        figures(summary, prefix)
+        if steps is None:
+            figures(summary, prefix)
         lines += [f"## {label}", "", f"seeds {summary['seeds']}, steps {summary['steps']}, λ {summary['regs']}", "",
                   format_table(summary["table1"], "table1", label), "",
                   format_table(summary["table2"], "table2", label, digits=1), ""]

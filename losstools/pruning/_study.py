@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import data as datasets
 from .. import models
-from .._validate import choice, finite, fraction, int_list, positive_int
+from .._validate import choice, finite, fraction, int_list, positive_int, usable_device
 from ..data import Dataset
 from .finetuning import error, finetune
 from .loop import prune
@@ -186,11 +186,12 @@ def _train_options(settings: dict, epochs: int) -> dict:
             "batch_size": settings["batch_size"]}
 
 
-def _base_model(settings: dict, ds: Dataset, seed: int, out: Path, loss_fn, log) -> nn.Module:
-    net = make_model(settings, ds, seed)
+def _base_model(settings: dict, ds: Dataset, seed: int, out: Path, loss_fn, log,
+                device: torch.device = torch.device("cpu")) -> nn.Module:
+    net = make_model(settings, ds, seed).to(device)
     path = out / f"base_seed{seed}.pt"
     if path.exists():
-        net.load_state_dict(torch.load(path))
+        net.load_state_dict(torch.load(path, map_location=device))
     else:
         log(f"seed {seed}: training the {settings['model']} on {ds.name} ({settings['train_epochs']} epochs, "
             f"{settings['optimizer']}, best epoch by validation error)")
@@ -219,7 +220,8 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
           batch_size: int | None = None, train_epochs: int | None = None, finetune_epochs: int | str | None = None,
           samples: int | None = None, schedule: str | None = None, scope: str | None = None,
           curvature: str | None = None, signed: bool | None = None, predict: bool | None = None,
-          progress: bool = True, log: Callable[[str], None] | None = None) -> list[dict]:
+          device: str | torch.device = "cpu", progress: bool = True,
+          log: Callable[[str], None] | None = None) -> list[dict]:
     """Run (or resume) the pruning study; returns all records of this grid, one per run.
 
     ``protocol`` fills every option left as None (see :data:`PROTOCOLS`): ``"paper"`` (the default for
@@ -240,6 +242,8 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     ``pruned`` / ``finetuned`` train, val and test loss and error, the per-step ``history`` and
     ``seconds``. Records are appended to ``<out>/records.jsonl`` as each run finishes; runs already there
     are skipped. The settings are kept in ``<out>/settings.json`` and a resumed study must use the same ones.
+    ``device`` (e.g. ``"cuda"``) is where the networks and data live; it is not a setting (a study may be
+    resumed on another device), and results agree across devices up to round-off.
     """
     criteria = [check_criterion(c) for c in criteria]
     steps = int_list(steps, "steps (numbers of pruning iterations)")
@@ -255,6 +259,7 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
              "predict": predict}
     settings = {k: (v if v is not None else PROTOCOLS[protocol][k]) for k, v in given.items()}
     settings.update(_checked(settings, criteria))
+    device = usable_device(device)
     if isinstance(data, str):
         choice(data, DATA_SETS, "data set")
     elif not (isinstance(data, Dataset) or callable(data)):
@@ -285,8 +290,8 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     for seed, criterion, n_steps, reg in bar:
         bar.set_postfix_str(f"seed={seed} {criterion} steps={n_steps} reg={reg:g}")
         if seed not in cache:
-            ds = load(seed)
-            net = _base_model(settings, ds, seed, out, loss_fn, log)
+            ds = load(seed).to(device)
+            net = _base_model(settings, ds, seed, out, loss_fn, log, device)
             cache = {seed: (ds, net, _metrics(net, loss_fn, ds))}
         ds, net, before = cache[seed]
         start = time.perf_counter()

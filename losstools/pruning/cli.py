@@ -86,6 +86,8 @@ def add_prune_parser(commands) -> None:
                    help="compute only the statistics each criterion needs (the paper protocol does)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (small MLPs run fastest on one; raise it for large nets)")
+    p.add_argument("--device", default="cpu",
+                   help="where networks and data live: cpu, or e.g. cuda with a GPU build of PyTorch (the CNN grid)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run_prune)
 
@@ -196,7 +198,7 @@ def run_prune(args) -> int:
     torch.manual_seed(args.seeds[0])
     start = time.perf_counter()
     records = study(out, _data(args), args.criteria, args.steps, args.regs, args.seeds,
-                    progress=not args.no_progress, **_options(args))
+                    device=args.device, progress=not args.no_progress, **_options(args))
     import json
 
     settings = json.loads((out / "settings.json").read_text())

@@ -27,10 +27,25 @@ def compact(record: dict) -> dict:
 
 
 def select_runs(records: Sequence[dict], regs: Sequence[float] | None = None,
-                seeds: Sequence[int] | None = None) -> list[dict]:
-    """The records whose lambda is in ``regs`` and seed in ``seeds`` (None: all); MP (lambda-free) always kept."""
-    return [r for r in records if (regs is None or r["criterion"] == "mp" or float(r["reg"]) in set(map(float, regs)))
-            and (seeds is None or r["seed"] in set(seeds))]
+                seeds: Sequence[int] | None = None, steps: Sequence[int] | None = None) -> list[dict]:
+    """The records whose lambda is in ``regs``, seed in ``seeds`` and number of steps in ``steps`` (None: all);
+    MP (lambda- and step-free) is kept whatever ``regs`` and ``steps``."""
+    def kept(r: dict) -> bool:
+        free = r["criterion"] == "mp"
+        return ((regs is None or free or float(r["reg"]) in set(map(float, regs)))
+                and (steps is None or free or r["steps"] in set(steps)) and (seeds is None or r["seed"] in set(seeds)))
+
+    return [r for r in records if kept(r)]
+
+
+def complete_seeds(records: Sequence[dict]) -> list[int]:
+    """The seeds that ran the whole grid the records span: every (criterion, steps, lambda) run by any seed.
+
+    Tables over a study still running (or stopped) should use these only: a seed missing some lambdas at
+    the largest number of steps would enter Table 1 with a best over fewer lambdas."""
+    runs = {(r["criterion"], r["steps"], float(r["reg"])) for r in records}
+    return sorted(seed for seed in {r["seed"] for r in records}
+                  if runs <= {(r["criterion"], r["steps"], float(r["reg"])) for r in records if r["seed"] == seed})
 
 
 def summarise(records: Sequence[dict], label: str, settings: dict | None = None, wall_seconds: dict | None = None) -> dict:
