@@ -56,9 +56,10 @@ def main() -> None:
               "regs": list(pruning.PAPER_REGS), "finetune_epochs": settings["finetune_epochs"],
               "wall_s": wall, "cpu_s": cpu, "prune_s": dict(prune), "finetune_s": finetune,
               "train_and_rest_s": wall - sum(prune.values()) - finetune, "torch": torch.__version__}
-    print(f"{args.model} grid, seed {args.seed}: {len(records)} runs in {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU "
-          f"(pruning {sum(prune.values()):.0f} s, fine-tuning {finetune:.0f} s, training and the rest "
-          f"{result['train_and_rest_s']:.0f} s)")
+    took = f"{wall / 60:.1f} min of run time in the records" if args.records else \
+        f"{wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU"
+    print(f"{args.model} grid, seed {args.seed}: {len(records)} runs in {took} (pruning {sum(prune.values()):.0f} s, "
+          f"fine-tuning {finetune:.0f} s, training and the rest {result['train_and_rest_s']:.0f} s)")
     for key, seconds in sorted(prune.items()):
         print(f"  prune {key:>8}: {seconds:6.1f} s")
     if args.json:
