@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python docs/mnist5k/summarise.py          # after the studies in README ("Results on real MNIST digits")
 
-Reads results/mnist5k_mlp, results/mnist5k_cnn and results/ablations (records.jsonl, megabytes, not
-committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}), ablations.json
+Reads results/mnist5k_mlp, results/mnist5k_cnn, results/ablations and results/ablations_cnn (records.jsonl,
+megabytes, not committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}), ablations.json
 (kilobytes), tables.md and the figures. Tables use only the seeds that ran the whole grid (``complete_seeds``).
 """
 from __future__ import annotations
@@ -63,6 +63,9 @@ def ablation_summary() -> dict:
             if name == "obs_kfac":
                 records = [{**r, "criterion": "obs-kfac"} for r in records]
             out[name] = {"table": "table1", "variant": table1(records)}
+    for name in ablations.ABLATIONS:  # the CNN's (only the Fisher variants were run: seeds 0 and 1, lambda = 1e-3)
+        if load_records(RESULTS / "ablations_cnn" / name):
+            out[f"cnn_{name}"] = ablations.compare(name, RESULTS / "mnist5k_cnn", RESULTS / "ablations_cnn")
     mlp = load_records(baseline)
     if mlp:
         out["correlation"] = {"spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
