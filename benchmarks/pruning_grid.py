@@ -31,13 +31,13 @@ def main() -> None:
     import torch
 
     from losstools import pruning
+    from losstools.pruning.summary import select_runs
 
     torch.set_num_threads(1)
     extra = {"model": "lenet5", "sparsity": pruning.CNN_SPARSITY} if args.model == "lenet5" else {}
     if args.records:
         settings = json.loads((Path(args.records) / "settings.json").read_text())
-        records = [r for r in pruning.load_records(args.records) if r["seed"] == args.seed
-                   and (r["criterion"] == "mp" or r["steps"] in args.steps) and r["reg"] in pruning.PAPER_REGS]
+        records = select_runs(pruning.load_records(args.records), pruning.PAPER_REGS, (args.seed,), args.steps)
         wall = cpu = sum(r["seconds"]["prune"] + r["seconds"]["finetune"] for r in records)
     else:
         with tempfile.TemporaryDirectory() as out:

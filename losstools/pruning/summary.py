@@ -10,10 +10,11 @@ the per-step history of the best QM run only, and where the time went.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from ._study import table1, table2
+from ._study import run_key, table1, table2
 
 _KEEP = ("seed", "criterion", "steps", "reg", "sparsity", "dL", "predicted", "seconds")
 
@@ -30,10 +31,14 @@ def select_runs(records: Sequence[dict], regs: Sequence[float] | None = None,
                 seeds: Sequence[int] | None = None, steps: Sequence[int] | None = None) -> list[dict]:
     """The records whose lambda is in ``regs``, seed in ``seeds`` and number of steps in ``steps`` (None: all);
     MP (lambda- and step-free) is kept whatever ``regs`` and ``steps``."""
+    regs = None if regs is None else set(map(float, regs))
+    seeds = None if seeds is None else set(seeds)
+    steps = None if steps is None else set(steps)
+
     def kept(r: dict) -> bool:
         free = r["criterion"] == "mp"
-        return ((regs is None or free or float(r["reg"]) in set(map(float, regs)))
-                and (steps is None or free or r["steps"] in set(steps)) and (seeds is None or r["seed"] in set(seeds)))
+        return ((regs is None or free or float(r["reg"]) in regs) and (steps is None or free or r["steps"] in steps)
+                and (seeds is None or r["seed"] in seeds))
 
     return [r for r in records if kept(r)]
 
@@ -43,9 +48,12 @@ def complete_seeds(records: Sequence[dict]) -> list[int]:
 
     Tables over a study still running (or stopped) should use these only: a seed missing some lambdas at
     the largest number of steps would enter Table 1 with a best over fewer lambdas."""
-    runs = {(r["criterion"], r["steps"], float(r["reg"])) for r in records}
-    return sorted(seed for seed in {r["seed"] for r in records}
-                  if runs <= {(r["criterion"], r["steps"], float(r["reg"])) for r in records if r["seed"] == seed})
+    ran: dict[int, set] = defaultdict(set)
+    for r in records:
+        seed, *run = run_key(r)
+        ran[seed].add(tuple(run))
+    grid = set().union(*ran.values())
+    return sorted(seed for seed, runs in ran.items() if runs == grid)
 
 
 def summarise(records: Sequence[dict], label: str, settings: dict | None = None, wall_seconds: dict | None = None) -> dict:
