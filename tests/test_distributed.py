@@ -1,6 +1,8 @@
 """Data-parallel runs (gloo, two CPU processes, uneven shards) give the single-process result on all the
 data, for every quantity: the Objective's loss, gradient and products, the dense exact matrices (structured
 and generic paths), diagonals, blocks, K-FAC and the estimators."""
+import faulthandler
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -33,7 +35,7 @@ def quantities(case, data):
         out.update({f"kfac.{k}.{i}": f for k, fs in C.KFAC(obj, progress=False).factors.items()
                     for i, f in enumerate(fs)})
     G = C.GGN(obj)
-    out["hutchinson_trace"] = torch.tensor(C.hutchinson_trace(G, 6, seed=1, progress=False))
+    out["hutchinson_trace"] = torch.as_tensor(C.hutchinson_trace(G, 6, seed=1, progress=False))
     out["lanczos"] = C.lanczos(G, k=2, tol=1e-10)[0]
     return out
 
@@ -47,6 +49,7 @@ SMALL_CHUNKS = 2**15  # bytes of tangents per chunk: chunk sizes then depend on 
 
 
 def _worker(rank, world, init_file, result_file):
+    faulthandler.enable()  # a crash in a rank (e.g. an abort inside gloo) prints every thread's Python stack
     torch.set_num_threads(1)
     _columns._CHUNK_BYTES = SMALL_CHUNKS  # without agreeing on one chunk size, to_dense's collectives would abort
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -57,6 +60,7 @@ def _worker(rank, world, init_file, result_file):
             results[name] = quantities(case, _shard(case, rank))
         if rank == 0:
             torch.save(results, result_file)
+        dist.barrier()  # no rank tears gloo down while the other still works: a one-sided teardown can abort
     finally:
         dist.destroy_process_group()
 
