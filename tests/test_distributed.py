@@ -2,6 +2,8 @@
 data, for every quantity: the Objective's loss, gradient and products, the dense exact matrices (structured
 and generic paths), diagonals, blocks, K-FAC and the estimators."""
 import faulthandler
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,8 +63,20 @@ def _worker(rank, world, init_file, result_file):
         if rank == 0:
             torch.save(results, result_file)
         dist.barrier()  # no rank tears gloo down while the other still works: a one-sided teardown can abort
+        Path(f"{result_file}.rank{rank}.done").touch()  # every computation and collective of this rank is over
     finally:
         dist.destroy_process_group()
+
+
+def _spawn(nprocs: int, init_file: Path, result_file: Path) -> None:
+    """Run the ranks. A rank that dies in gloo's teardown, after every rank passed the final barrier, leaves
+    the results whole: that is warned about (the abort is torch's, not this package's); any other death fails."""
+    try:
+        mp.spawn(_worker, args=(nprocs, str(init_file), str(result_file)), nprocs=nprocs, join=True)
+    except mp.ProcessExitedException as crash:
+        if not all(Path(f"{result_file}.rank{r}.done").exists() for r in range(nprocs)):
+            raise
+        warnings.warn(f"a rank died while tearing the gloo process group down, after all ranks finished: {crash}")
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
@@ -71,7 +85,7 @@ def test_two_gloo_processes_with_uneven_shards_match_one_process(tmp_path, monke
     case = zoo.cases()["mlp-relu-mse-loader"]
     local = [_columns.auto_chunk(lt.Objective(case.model, case.loss_fn, _shard(case, r)), None) for r in (0, 1)]
     assert local[0] != local[1]  # the ranks alone would pick different chunk sizes
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "result.pt")), nprocs=2, join=True)
+    _spawn(2, tmp_path / "init", tmp_path / "result.pt")
     parallel = torch.load(tmp_path / "result.pt")
     for name in CASES:
         case = zoo.cases()[name]
