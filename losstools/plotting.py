@@ -459,7 +459,7 @@ def finetuning_curves(curves: dict[str, Sequence[float]], title: str = "Fine-tun
 
 def pruning_outcomes(records: Sequence[dict], title: str = "Loss preserved vs. network after fine-tuning") -> Figure:
     """Every run: ΔL right after pruning (x) against the validation error after fine-tuning (y), by criterion."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
     for criterion in sorted({r["criterion"] for r in records}, key=list(PRUNING_COLOURS).index):
         rows = [r for r in records if r["criterion"] == criterion]
         ax.scatter([r["dL"] for r in rows], [100 * r["finetuned"]["val_error"] for r in rows], s=16,
