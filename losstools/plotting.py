@@ -458,12 +458,14 @@ def finetuning_curves(curves: dict[str, Sequence[float]], title: str = "Fine-tun
 
 
 def pruning_outcomes(records: Sequence[dict], title: str = "Loss preserved vs. network after fine-tuning") -> Figure:
-    """Every run: ΔL right after pruning (x) against the validation error after fine-tuning (y), by criterion."""
+    """Every run: ΔL right after pruning (x) against the validation error after fine-tuning (y), by criterion.
+    MP (one run per seed, no λ or π) is drawn as larger crosses on top, where the many Taylor runs cannot hide it."""
     fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
     for criterion in sorted({r["criterion"] for r in records}, key=list(PRUNING_COLOURS).index):
         rows = [r for r in records if r["criterion"] == criterion]
-        ax.scatter([r["dL"] for r in rows], [100 * r["finetuned"]["val_error"] for r in rows], s=16,
-                   color=PRUNING_COLOURS.get(criterion, "k"), label=criterion.upper())
+        style = {"marker": "X", "s": 60, "zorder": 3, "edgecolors": "white"} if criterion == "mp" else {"s": 16}
+        ax.scatter([r["dL"] for r in rows], [100 * r["finetuned"]["val_error"] for r in rows],
+                   color=PRUNING_COLOURS.get(criterion, "k"), label=criterion.upper(), **style)
     _finish(ax, "ΔL right after pruning", "validation error after fine-tuning (%)", title)
     return fig
 
