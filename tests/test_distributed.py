@@ -50,6 +50,11 @@ def _shard(case, rank):
 SMALL_CHUNKS = 2**15  # bytes of tangents per chunk: chunk sizes then depend on each rank's largest batch
 
 
+def _done(result_file, rank: int) -> Path:
+    """The file a rank touches once all its computations and collectives are over."""
+    return Path(f"{result_file}.rank{rank}.done")
+
+
 def _worker(rank, world, init_file, result_file):
     faulthandler.enable()  # a crash in a rank (e.g. an abort inside gloo) prints every thread's Python stack
     torch.set_num_threads(1)
@@ -63,7 +68,7 @@ def _worker(rank, world, init_file, result_file):
         if rank == 0:
             torch.save(results, result_file)
         dist.barrier()  # no rank tears gloo down while the other still works: a one-sided teardown can abort
-        Path(f"{result_file}.rank{rank}.done").touch()  # every computation and collective of this rank is over
+        _done(result_file, rank).touch()
     finally:
         dist.destroy_process_group()
 
@@ -74,7 +79,7 @@ def _spawn(nprocs: int, init_file: Path, result_file: Path) -> None:
     try:
         mp.spawn(_worker, args=(nprocs, str(init_file), str(result_file)), nprocs=nprocs, join=True)
     except mp.ProcessExitedException as crash:
-        if not all(Path(f"{result_file}.rank{r}.done").exists() for r in range(nprocs)):
+        if not all(_done(result_file, r).exists() for r in range(nprocs)):
             raise
         warnings.warn(f"a rank died while tearing the gloo process group down, after all ranks finished: {crash}")
 

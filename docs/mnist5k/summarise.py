@@ -49,12 +49,15 @@ def figures(summary: dict, prefix: str) -> None:
     plt.close("all")
 
 
+def compared_ablations(prefix: str, baseline: Path, folder: Path) -> dict:
+    """Each ablation that has runs in ``folder`` against the same runs of the study in ``baseline``."""
+    return {prefix + name: ablations.compare(name, baseline, folder)
+            for name in ablations.ABLATIONS if load_records(folder / name)}
+
+
 def ablation_summary() -> dict:
-    out = {}
     baseline = RESULTS / "mnist5k_mlp"
-    for name in ablations.ABLATIONS:
-        if load_records(RESULTS / "ablations" / name):
-            out[name] = ablations.compare(name, baseline, RESULTS / "ablations")
+    out = compared_ablations("", baseline, RESULTS / "ablations")
     for name in ("obs_ggn", "obs_kfac"):
         records = load_records(RESULTS / "ablations" / name)
         if records:
@@ -63,9 +66,8 @@ def ablation_summary() -> dict:
             if name == "obs_kfac":
                 records = [{**r, "criterion": "obs-kfac"} for r in records]
             out[name] = {"table": "table1", "variant": table1(records)}
-    for name in ablations.ABLATIONS:  # the CNN's (only the Fisher variants were run: seeds 0 and 1, lambda = 1e-3)
-        if load_records(RESULTS / "ablations_cnn" / name):
-            out[f"cnn_{name}"] = ablations.compare(name, RESULTS / "mnist5k_cnn", RESULTS / "ablations_cnn")
+    # the CNN's (only the Fisher variants were run: seeds 0 and 1, lambda = 1e-3)
+    out.update(compared_ablations("cnn_", RESULTS / "mnist5k_cnn", RESULTS / "ablations_cnn"))
     mlp = load_records(baseline)
     if mlp:
         out["correlation"] = {"spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
