@@ -5,7 +5,12 @@ the tables, the figures and the notebooks need (kilobytes): one compact row per 
 the per-step history of the best QM run only, and where the time went.
 
 >>> summary = summarise(load_records("results/mnist5k_mlp"), "mnist5k MLP")  # doctest: +SKIP
->>> write_summary(summary, "docs/mnist5k/mlp.json"); load_summary("docs/mnist5k/mlp.json")["table1"]  # doctest: +SKIP
+>>> write_summary(summary, "mlp.json"); load_summary("mlp.json")["table1"]  # doctest: +SKIP
+
+The summaries of the MNIST studies ship with the package (``losstools/pruning/mnist5k/``):
+
+>>> stored_summary("mlp")["table1"]["qm"]
+(0.97..., 0.03..., 5)
 """
 from __future__ import annotations
 
@@ -94,6 +99,22 @@ def write_summary(summary: dict, path: str | Path) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(rounded(summary), indent=None, separators=(",", ":")) + "\n")
+
+
+STORED = ("mlp", "cnn", "cnn_steps14", "ablations")
+"""The summaries shipped with the package: the MLP and CNN studies on mnist5k (the CNN also at π ≤ 14), ablations."""
+
+
+def stored_summary(name: str) -> dict:
+    """A summary of the MNIST studies shipped with losstools (package data, written by ``docs/reproduction/summarise.py``).
+
+    ``name`` is one of :data:`STORED`: ``"mlp"``, ``"cnn"`` and ``"cnn_steps14"`` are study summaries as returned by
+    :func:`load_summary`; ``"ablations"`` is the dict of ablation comparisons (``ablations.compare`` per variant).
+    """
+    if name not in STORED:
+        raise ValueError(f"no stored summary {name!r}; choose one of {', '.join(STORED)}")
+    path = Path(__file__).resolve().parent / "mnist5k" / f"{name}.json"
+    return json.loads(path.read_text()) if name == "ablations" else load_summary(path)
 
 
 def load_summary(path: str | Path) -> dict:

@@ -1,10 +1,11 @@
-"""Turn the MNIST studies in results/ into the small files committed here (JSON summaries, tables, figures).
+"""Turn the MNIST studies in results/ into the small committed files (JSON summaries, tables, figures).
 
-    PYTHONPATH=. python docs/mnist5k/summarise.py          # after the studies in README ("Results on real MNIST digits")
+    PYTHONPATH=. python docs/reproduction/summarise.py     # after the studies (docs/reproduction.md)
 
 Reads results/mnist5k_mlp, results/mnist5k_cnn, results/ablations and results/ablations_cnn (records.jsonl,
-megabytes, not committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}), ablations.json
-(kilobytes), tables.md and the figures. Tables use only the seeds that ran the whole grid (``complete_seeds``).
+megabytes, not committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}) and
+ablations.json (kilobytes) as package data to losstools/pruning/mnist5k/ (``summary.stored_summary`` reads them),
+and tables.md and the figures here, beside the site's reproduction page. Tables use only the seeds that ran the whole grid (``complete_seeds``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from losstools.pruning import PAPER_REGS, ablations, format_table, load_records 
 from losstools.pruning.summary import complete_seeds, select_runs, summarise, write_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE.parent.parent / "results"
+ROOT = HERE.parent.parent
+RESULTS = ROOT / "results"
+DATA = ROOT / "losstools" / "pruning" / "mnist5k"   # package data
 REGS = PAPER_REGS  # the paper's nine values, for the MLP and the CNN
 
 
@@ -105,14 +108,14 @@ def main() -> None:
         summary = study_summary(folder, label, REGS, steps)
         if summary is None:
             continue
-        write_summary(summary, HERE / f"{prefix}.json")
+        write_summary(summary, DATA / f"{prefix}.json")
         if steps is None:
             figures(summary, prefix)
         lines += [f"## {label}", "", f"seeds {summary['seeds']}, steps {summary['steps']}, λ {summary['regs']}", "",
                   format_table(summary["table1"], "table1", label), "",
                   format_table(summary["table2"], "table2", label, digits=1), ""]
     results = ablation_summary()
-    (HERE / "ablations.json").write_text(json.dumps(results, indent=1) + "\n")
+    (DATA / "ablations.json").write_text(json.dumps(results, indent=1) + "\n")
     ablation_figure(results)
     (HERE / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

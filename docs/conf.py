@@ -1,0 +1,100 @@
+"""Sphinx configuration of the losstools site: build with ``sphinx-build -W --keep-going -n docs docs/_build/html``."""
+import losstools
+
+project = "losstools"
+author = "the losstools authors"
+copyright = "2026, the losstools authors"
+release = version = losstools.__version__
+
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon",
+              "sphinx.ext.viewcode", "sphinx.ext.doctest", "sphinx_copybutton"]
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "reproduction/tables.md"]
+
+# The notebooks' outputs are stored and checked by nbval: the site renders them, it never executes them.
+nb_execution_mode = "off"
+myst_enable_extensions = ["dollarmath", "amsmath"]   # else $...$ stays raw text, without a warning
+myst_heading_anchors = 3
+nb_render_markdown_format = "gfm"                    # tables.Table outputs are pipe tables
+
+autosummary_ignore_module_all = False                # a package's members are its __all__
+autodoc_typehints = "description"
+napoleon_numpy_docstring = True
+napoleon_google_docstring = True
+
+# Cross-references to losstools' own names must resolve (-n); external types are not linked (no intersphinx, offline).
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(torch|numpy|np|matplotlib|scipy|ipywidgets|pathlib|subprocess|collections|concurrent|typing|"
+               r"argparse|os|io|dask|distributed|tqdm|enum|abc|contextlib|json)(\..*)?"),
+    (r"py:.*", r"(Tensor|Module|Figure|Axes|ndarray|Path|Generator|Callable|Iterable|Iterator|Sequence|Mapping|"
+               r"Any|Literal|Optional|Union|TypeAlias|NamedTuple|LinearOperator|DataLoader|Dataset|nn\..*|optional)"),
+    (r"py:class", r"(int|float|str|bool|dict|list|tuple|object|None|type|callable|array-like|function|iterable)"),
+]
+
+html_theme = "pydata_sphinx_theme"
+html_title = "losstools"
+html_copy_source = False
+html_theme_options = {
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "footer_start": ["copyright"],
+}
+html_context = {"default_mode": "light"}
+
+
+# ---- The API reference is generated from the packages' ``__all__``. The recursive autosummary in api.md documents each
+# object once, on the page of the public module that defines it; what a package re-exports from a private module
+# (e.g. ``pruning.study`` from ``pruning._study``) is listed here, so that every public name gets a page.
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import pkgutil  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def public_modules(package=losstools):
+    """The package and every module below it without a ``_``-prefixed part, in import order."""
+    yield package
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            yield importlib.import_module(info.name)
+
+
+def defined_in(module, name: str, obj) -> bool:
+    """Whether ``module`` itself defines ``name`` (a function or class by ``__module__``, data by an assignment)."""
+    if inspect.ismodule(obj):
+        return False
+    if inspect.isclass(obj) or inspect.isroutine(obj):
+        return getattr(obj, "__module__", None) == module.__name__
+    return re.search(rf"^{re.escape(name)}\s*(:[^=\n]*)?=", inspect.getsource(module), re.M) is not None
+
+
+def reexported_privately() -> dict[str, list[str]]:
+    """{package: names of its ``__all__`` that no public module defines}."""
+    modules = list(public_modules())
+    found = {}
+    for module in modules:
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if not inspect.ismodule(obj) and not any(defined_in(m, name, getattr(m, name)) for m in modules
+                                                     if getattr(m, name, None) is obj):
+                found.setdefault(module.__name__, []).append(name)
+    return found
+
+
+def write_reexports(path: Path) -> None:
+    lines = []
+    for package, names in reexported_privately().items():
+        lines += [f".. currentmodule:: {package}", "", ".. autosummary::", "   :toctree: generated", ""]
+        lines += [f"   {name}" for name in sorted(names)] + [""]
+    path.parent.mkdir(exist_ok=True)
+    text = "\n".join(lines)
+    if not path.exists() or path.read_text() != text:   # unchanged: no rebuild of the API page
+        path.write_text(text)
+
+
+write_reexports(Path(__file__).parent / "_generated" / "reexports.rst")
+autosummary_generate = ["api.md", "_generated/reexports.rst"]
+exclude_patterns.append("_generated")
