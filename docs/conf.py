@@ -17,7 +17,7 @@ myst_enable_extensions = ["dollarmath", "amsmath"]   # else $...$ stays raw text
 myst_heading_anchors = 3
 nb_render_markdown_format = "gfm"                    # tables.Table outputs are pipe tables
 
-autosummary_ignore_module_all = False                # a package's members are its __all__
+autosummary_ignore_module_all = True                 # a module page lists what the module defines
 autodoc_typehints = "description"
 napoleon_numpy_docstring = True
 napoleon_google_docstring = True
@@ -25,7 +25,7 @@ napoleon_google_docstring = True
 # Cross-references to losstools' own names must resolve (-n); external types are not linked (no intersphinx, offline).
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|numpy|np|matplotlib|scipy|ipywidgets|pathlib|subprocess|collections|concurrent|typing|"
+    (r"py:.*", r"(torch|numpy|np|W|matplotlib|scipy|ipywidgets|pathlib|subprocess|collections|concurrent|typing|"
                r"argparse|os|io|dask|distributed|tqdm|enum|abc|contextlib|json)(\..*)?"),
     (r"py:.*", r"(Tensor|Module|Figure|Axes|ndarray|Path|Generator|Callable|Iterable|Iterator|Sequence|Mapping|"
                r"Any|Literal|Optional|Union|TypeAlias|NamedTuple|LinearOperator|DataLoader|Dataset|nn\..*|optional)"),
@@ -89,12 +89,90 @@ def write_reexports(path: Path) -> None:
     for package, names in reexported_privately().items():
         lines += [f".. currentmodule:: {package}", "", ".. autosummary::", "   :toctree: generated", ""]
         lines += [f"   {name}" for name in sorted(names)] + [""]
-    path.parent.mkdir(exist_ok=True)
     text = "\n".join(lines)
     if not path.exists() or path.read_text() != text:   # unchanged: no rebuild of the API page
         path.write_text(text)
 
 
-write_reexports(Path(__file__).parent / "_generated" / "reexports.rst")
-autosummary_generate = ["api.md", "_generated/reexports.rst"]
-exclude_patterns.append("_generated")
+write_reexports(Path(__file__).parent / "api_reexports.rst")   # generated: in .gitignore, included by api.md
+autosummary_generate = ["api.md", "api_reexports.rst"]
+exclude_patterns.append("api_reexports.rst")
+
+
+# ---- Cross-references: a public alias (``losstools.hessian``, ``pruning.prune``, ``Objective``) resolves to the page of
+# the object it names; private objects (``_``-prefixed) have no page and are not linked.
+nitpick_ignore_regex.append((r"py:.*", r"(losstools\.)?([\w.]*\.)?_\w+(\..*)?"))
+
+
+def lookup(dotted: str):
+    """The object a dotted name points to (importing modules as needed), or None."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def documented_name(obj, name: str) -> str | None:
+    """Where ``obj`` (found as ``name``) is documented: its defining public module, or the package re-exporting it."""
+    if inspect.ismodule(obj):
+        return obj.__name__
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if module and qualname and module.startswith("losstools") and not any(p.startswith("_") for p in module.split(".")):
+        return f"{module}.{qualname}"
+    short = name.rsplit(".", 1)[-1]
+    for package, names in REEXPORTED.items():
+        if short in names and getattr(importlib.import_module(package), short) is obj:
+            return f"{package}.{short}"
+    for m in public_modules():
+        if getattr(m, short, None) is obj and defined_in(m, short, obj):
+            return f"{m.__name__}.{short}"
+    return None
+
+
+def resolve_alias(app, env, node, contnode):
+    if node.get("refdomain") != "py":
+        return None
+    target, module, cls = node["reftarget"], node.get("py:module"), node.get("py:class")
+    candidates = [target, f"losstools.{target}"]
+    if module:
+        candidates += [f"{module}.{cls}.{target}" if cls else None, f"{module}.{target}"]
+    for name in filter(None, candidates):
+        obj = lookup(name) if name.startswith("losstools") else None
+        canonical = None if obj is None else documented_name(obj, name)
+        if canonical and canonical != target:
+            found = env.get_domain("py").resolve_any_xref(env, node["refdoc"], app.builder, canonical, node, contnode)
+            if found:
+                return found[0][1]
+    return None
+
+
+def data_doc_comment(app, what, name, obj, options, lines):
+    """A constant re-exported from a private module gets the ``#:`` comment of its definition, not its type's docstring."""
+    type_doc = type(obj).__doc__
+    if what == "data" and lines and isinstance(type_doc, str) and "\n".join(lines).strip() == inspect.cleandoc(type_doc):
+        from sphinx.pycode import ModuleAnalyzer
+
+        short = name.rsplit(".", 1)[-1]
+        for info in pkgutil.walk_packages(losstools.__path__, "losstools."):
+            docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
+            if ("", short) in docs and getattr(importlib.import_module(info.name), short, None) is obj:
+                lines[:] = list(docs[("", short)])
+                return
+        lines[:] = []
+
+
+REEXPORTED = reexported_privately()
+
+
+def setup(app):
+    app.connect("missing-reference", resolve_alias)
+    app.connect("autodoc-process-docstring", data_doc_comment)

@@ -5,6 +5,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
+#: Seconds before a progress bar appears (short passes stay silent).
 PROGRESS_DELAY = 1.0  # seconds before a bar appears: short passes stay silent
 
 

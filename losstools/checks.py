@@ -313,6 +313,7 @@ def check_hutchinson(estimator: Callable | None, obj: Objective, num_probes: int
 
 
 # ----------------------------------------------------------------------- exercise 3: pruning saliencies
+#: The criteria whose saliencies exercise 3 checks.
 CRITERIA = ("mp", "lm", "qm", "obd")
 
 
@@ -374,10 +375,10 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
 
 # ----------------------------------------------------------------------- exercise 4: trust radius of the linear model
 def linear_trust_radius(slope: float, curvature: float, tol: float) -> float:
-    """Largest t > 0 with |L(t) - L(0) - t s| <= tol |L(t) - L(0)| when L(t) = L(0) + t s + 1/2 t^2 q exactly.
+    """Largest t > 0 with ``|L(t) - L(0) - t s| <= tol |L(t) - L(0)|`` when ``L(t) = L(0) + t s + 1/2 t^2 q`` exactly.
 
-    ``slope`` s = g . d, ``curvature`` q = d^T H d > 0, 0 < tol < 1. The error ratio (t q / 2) / |s + t q / 2|
-    grows from 0, so the radius is where it reaches tol: t = 2 tol |s| / (q (1 + tol)) along a descent
+    ``slope`` s = g . d, ``curvature`` q = d^T H d > 0, 0 < tol < 1. The error ratio ``(t q / 2) / |s + t q / 2|``
+    grows from 0, so the radius is where it reaches tol: ``t = 2 tol |s| / (q (1 + tol))`` along a descent
     direction (s < 0), 2 tol s / (q (1 - tol)) along an ascent direction.
     """
     if not 0 < tol < 1:
@@ -429,7 +430,7 @@ def _not_a_number(answer, what: str) -> Feedback:
 
 
 def check_qm_saliency(answer, theta: float, grad: float, diag: float, reg: float = 0.0) -> Feedback:
-    """Check a hand-computed QM saliency r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2 of one weight."""
+    """Check a hand-computed QM saliency ``r = |-g theta + 1/2 d theta^2| + 1/2 lambda theta^2`` of one weight."""
     value = _as_number(answer)
     if value is None:
         return _not_a_number(answer, "saliency")

@@ -29,7 +29,9 @@ from .curvature import eigh, ggn, hessian
 from .curvature.passes import generator
 from .objective import Objective, layer_weight_names
 
+#: How a direction is normalised (see the module's docstring).
 NORMALIZATIONS = ("global", "layer", "filter", None)
+#: The kinds of direction :func:`make` builds.
 KINDS = ("gradient", "random", "top_eigenvector", "bottom_eigenvector", "pruning", "user")
 
 
@@ -96,7 +98,7 @@ def eigenvector(obj: Objective, which: str = "top", index: int = 0, curvature: s
 
 
 def magnitude_mask(obj: Objective, sparsity: float, theta: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean mask (P,), True = kept: removes the ``round(sparsity * n)`` weights of smallest |theta_i|.
+    """Boolean mask (P,), True = kept: removes the ``round(sparsity * n)`` weights of smallest ``|theta_i|``.
 
     Only entries of Linear/Conv weight tensors (n of them) can be removed, globally across layers;
     biases and other parameters are always kept.

@@ -25,6 +25,7 @@ ASSIGNMENT = "exercises"
 # Student versions that run to the end: a blank answer is a comment (the checks then say "Not yet"), not
 # nbgrader's default ``raise NotImplementedError()``; Markdown cells with solution markers but no nbgrader metadata
 # (the ungraded written answers) are cleared too.
+#: The ``nbgrader_config.py`` that :func:`make_course` writes: blanks become ``# YOUR CODE HERE``.
 NBGRADER_CONFIG = '''c = get_config()
 c.CourseDirectory.course_id = "losstools"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}

@@ -37,7 +37,7 @@ def _initialise(model: nn.Module, init: str) -> None:
 
 def mlp(sizes: Sequence[int], activation: str = "tanh", seed: int | None = 0, bias: bool = True,
         init: str = "default") -> nn.Sequential:
-    """A fully connected net ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between layers.
+    """A fully connected net ``sizes[0] -> … -> sizes[-1]`` with ``activation`` between layers.
 
     The last layer has no activation (it outputs logits or regression values). Weights are drawn from
     a generator seeded with ``seed``: PyTorch's default initialisation (``init="default"``) or

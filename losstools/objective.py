@@ -61,26 +61,35 @@ class Objective:
 
     Parameters
     ----------
-    model: any ``nn.Module`` that can be called with its parameters swapped for other tensors (not only Sequential; shared
+    model : nn.Module
+        Any module that can be called with its parameters swapped for other tensors (not only Sequential; shared
         modules and tied weights included). It is never changed, not even transiently: losstools calls a
         private structural copy that shares the (never written) parameter tensors. Dropout / BatchNorm
         in training mode are refused (call ``model.eval()``), and so is any other random output.
-    loss_fn: a torch loss with ``reduction="mean"`` (class weights, ``ignore_index``, soft labels, ...) or a
+    loss_fn : callable
+        A torch loss with ``reduction="mean"`` (class weights, ``ignore_index``, soft labels, ...) or a
         callable ``loss_fn(outputs, targets)`` returning the mean over the batch's examples.
-    data: an ``(X, y)`` pair of tensors, or a re-iterable of such batches (a list, a DataLoader).
+    data : tuple or iterable
+        An ``(X, y)`` pair of tensors, or a re-iterable of such batches (a list, a DataLoader).
         Every quantity is the one of the loss on all the data at once: batches combine through the
         loss's own normaliser (examples, elements, non-ignored targets or the sum of class weights), and
         over all ranks of a ``torch.distributed`` process group when one is initialised.
         Inputs are moved to the parameters' device; floating inputs are cast to their dtype.
-    params: which parameters form theta: see :func:`select_parameters`. The others stay fixed.
-    ad_mode: how second derivatives are taken: ``"auto"`` (forward-over-reverse where a float64 check on a few
+    params : optional
+        Which parameters form theta: see :func:`select_parameters`. The others stay fixed.
+    ad_mode : str
+        How second derivatives are taken: ``"auto"`` (forward-over-reverse where a float64 check on a few
         examples shows that torch gets it right for this model, for the dense Hessian's generic path and for
         products on convolutional nets; reverse-over-reverse otherwise), ``"forward"`` or ``"reverse"``
         (everywhere).
 
+    Notes
+    -----
     theta has shape (P,), P = ``num_params``: the selected parameters flattened in model order.
     Everything (loss, gradients, curvature) lives on the device and dtype of the parameters.
 
+    Examples
+    --------
     >>> from losstools import data, models
     >>> ds = data.digits(); net = models.mlp([64, 8, 10])
     >>> obj = Objective(net, nn.CrossEntropyLoss(), ds.train)

@@ -140,7 +140,7 @@ TAYLOR_STYLES = {  # model -> (colour, line style, legend label)
 
 
 class _ProfilePanel:
-    """The loss along the direction with the models overlaid, drawn on ``ax``; :meth:`draw` can be called
+    """The loss along the direction with the models overlaid, drawn on ``ax``; ``draw()`` can be called
     again with a new profile and updates the same artists (fast: no new axes, ticks or lines)."""
 
     def __init__(self, ax):
@@ -187,7 +187,7 @@ class _ProfilePanel:
 
 
 class _ErrorPanel:
-    """|model − actual| against |t| on log-log axes with reference slopes, drawn on ``ax``; :meth:`draw`
+    """``|model − actual|`` against ``|t|`` on log-log axes with reference slopes, drawn on ``ax``; ``draw()``
     can be called again with a new profile and updates the same artists."""
 
     def __init__(self, ax, slopes: Sequence[int] = (2, 3)):
@@ -260,11 +260,11 @@ def taylor_profiles(profiles: dict, marks: dict[str, dict[str, float]] | None = 
 
 def taylor_error(profile, models: Sequence[str] | None = None, ax=None, slopes: Sequence[int] = (2, 3),
                  title: str | None = None) -> Figure:
-    """|predicted − actual| against |t| on log-log axes, with grey reference lines of the given ``slopes``.
+    """``|predicted − actual|`` against ``|t|`` on log-log axes, with grey reference lines of the given ``slopes``.
 
-    Uses the steps t > 0 (the |t| of t < 0 if there are none); zero errors are left out. A reference line of
+    Uses the steps t > 0 (the ``|t|`` of t < 0 if there are none); zero errors are left out. A reference line of
     slope k (in the legend) is anchored at the smallest step of the model whose error should scale like
-    |t|^k (``linear`` for 2, ``quadratic`` for 3), a factor 3 below it.
+    ``|t|^k`` (``linear`` for 2, ``quadratic`` for 3), a factor 3 below it.
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4), layout="tight")
     _ErrorPanel(ax, slopes).draw(profile, models, title)

@@ -157,7 +157,7 @@ def negative_fraction(density: SpectralDensity, below: float = 0.0) -> float:
 
 
 def negative_mass(density: SpectralDensity) -> float:
-    """sum |lambda_i| over negative eigenvalues / sum |lambda_i| over all, estimated by SLQ (in [0, 1])."""
+    """``sum |lambda_i|`` over negative eigenvalues / ``sum |lambda_i|`` over all, estimated by SLQ (in [0, 1])."""
     nodes, weights = density.nodes.double(), density.weights.double()
     mass = weights * nodes.abs()
     return float((mass * (nodes < 0)).sum() / mass.sum())

@@ -17,7 +17,7 @@ g is the gradient at theta0 and C the curvature, chosen with ``curvature=``: a n
 so that e.g. ``obd`` with ``"ggn_diag"`` is the paper's OBD), a dense (P, P) tensor, a (P,) diagonal, or any
 object that gives C v (``@``, ``.matvec`` or a callable) and optionally ``.diagonal()``: see :class:`Curvature`.
 
-For a smooth loss the error of an order-k model shrinks like |t|^(k+1) (:meth:`TaylorProfile.order`).
+For a smooth loss the error of an order-k model shrinks like ``|t|^(k+1)`` (:meth:`TaylorProfile.order`).
 
 >>> from losstools import taylor                                     # doctest: +SKIP
 >>> d = taylor.directions.gradient(obj)                             # doctest: +SKIP
@@ -39,13 +39,15 @@ from . import directions  # noqa: F401  (re-exported: ``taylor.directions``)
 from .curvature import GGN, Hessian
 from .objective import Objective
 
+#: The Taylor models :func:`profile` compares with the actual loss.
 MODELS = ("linear", "quadratic", "diagonal", "obd")
 ORDER = {"linear": 1, "quadratic": 2, "diagonal": 2, "obd": 2}  # highest power of t in each model
+#: The curvatures a model can use by name (or pass a matrix, a diagonal or an operator).
 CURVATURES = ("hessian", "ggn", "hessian_diag", "ggn_diag")
 
 
 def expansion_order(model: str) -> int:
-    """The expansion order k of a model (1 for ``linear``, 2 for the others): its error is O(|t|^(k+1))
+    """The expansion order k of a model (1 for ``linear``, 2 for the others): its error is ``O(|t|^(k+1))``
     when the model is the full Taylor polynomial (``linear``, ``quadratic`` with the Hessian)."""
     return ORDER[_check_models(model)[0]]
 
@@ -55,7 +57,7 @@ class Curvature:
     """A curvature matrix C (P, P) seen through what the Taylor models need: C v and diag(C).
 
     ``matvec``: v (P,) -> C v (P,); ``diagonal``: () -> diag(C) (P,), computed on first use and cached
-    (without it, :meth:`diagonal` raises). Usually built with :func:`as_curvature`.
+    (without it, ``diagonal()`` raises). Usually built with :func:`as_curvature`.
     """
 
     def __init__(self, matvec: Callable[[torch.Tensor], torch.Tensor],
@@ -189,12 +191,12 @@ class TaylorProfile:
 
     @property
     def abs_error(self) -> dict[str, np.ndarray]:
-        """|predicted - actual| per model, shape (T,)."""
+        """``|predicted - actual|`` per model, shape (T,)."""
         return {m: np.abs(p - self.actual) for m, p in self.predicted.items()}
 
     @property
     def rel_error(self) -> dict[str, np.ndarray]:
-        """|predicted - actual| / |actual| per model, (T,); 0 where both are 0, inf where only actual is."""
+        """``|predicted - actual| / |actual|`` per model, (T,); 0 where both are 0, inf where only actual is."""
         out = {}
         with np.errstate(divide="ignore", invalid="ignore"):
             for m, err in self.abs_error.items():
@@ -210,10 +212,10 @@ class TaylorProfile:
         return 1e3 * self.eps * max(abs(self.loss0), np.finfo(float).tiny)
 
     def order(self, model: str, t_max: float | None = None) -> float:
-        """The least-squares slope of log |error| against log |t| for small steps.
+        """The least-squares slope of ``log |error|`` against ``log |t|`` for small steps.
 
-        Uses the steps with 0 < |t| <= ``t_max`` (default: the geometric middle of the smallest and largest
-        |t|, i.e. the lower half of a log-spaced grid) whose error is above round-off (1000 eps |L(theta0)|,
+        Uses the steps with ``0 < |t| <= t_max`` (default: the geometric middle of the smallest and largest
+        ``|t|``, i.e. the lower half of a log-spaced grid) whose error is above round-off (``1000 eps |L(theta0)|``,
         eps of the Objective's dtype: in float32 only large steps qualify, use float64 for small ones).
         About k + 1 for a full order-k Taylor model on a smooth loss: 2 for ``linear``, 3 for ``quadratic``.
         """
@@ -234,9 +236,9 @@ class TaylorProfile:
         return float(np.polyfit(np.log(size[use]), np.log(err[use]), 1)[0])
 
     def trust_radius(self, model: str, tol: float = 0.1) -> float:
-        """The largest |t| on the grid such that every step with 0 < |s| <= |t| has relative error < ``tol``.
+        """The largest ``|t|`` on the grid such that every step with ``0 < |s| <= |t|`` has relative error < ``tol``.
 
-        0.0 if already the smallest step fails; the largest |t| of the grid if none fails (a lower bound).
+        0.0 if already the smallest step fails; the largest ``|t|`` of the grid if none fails (a lower bound).
         """
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
             raise ValueError(f"tol must be a positive finite number (a relative error, e.g. 0.1), got {tol!r}")
@@ -284,7 +286,7 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
     of T finite step sizes; ``models`` a subset of :data:`MODELS`; ``curvature`` see the module docstring;
     ``theta`` the expansion point (default: the Objective's parameters). Costs one gradient, one C v
     (quadratic, obd), diag(C) (diagonal; cached in a :class:`Curvature` you pass in) and T loss evaluations.
-    Small steps need float64: in float32 the round-off of the loss (~1e-7 |L|) hides errors below it.
+    Small steps need float64: in float32 the round-off of the loss (``~1e-7 |L|``) hides errors below it.
     """
     chosen = _check_models(models)
     t0 = obj._theta_or_default(theta)

@@ -37,7 +37,7 @@ WIDE = {"description_width": "initial"}          # descriptions are never cut of
 
 
 class Explorer:
-    """Controls, a readout line and a figure in an ``Output`` widget; subclasses implement :meth:`draw`.
+    """Controls, a readout line and a figure in an ``Output`` widget; subclasses implement ``draw()``.
 
     ``controls`` maps names to value widgets; any change calls :meth:`update`. ``draw()`` updates
     ``self.figure`` for the current control values and returns the readout text.
@@ -237,6 +237,7 @@ def relative_error(A: torch.Tensor, B: torch.Tensor) -> float:
     return float((A - B).norm() / B.norm())
 
 
+#: The (approximation, reference) pairs the curvature-zoo explorer compares.
 ZOO_COMPARISONS = (("GGN", "Hessian"), ("empirical Fisher", "GGN"), ("K-FAC", "GGN"))
 
 

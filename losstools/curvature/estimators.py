@@ -139,9 +139,9 @@ def lanczos(op, k: int = 1, tol: float = 1e-4, max_steps: int | None = None, whi
             progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k eigenpairs of a symmetric operator: (values (k,), unit vectors (P, k)), wanted ones first.
 
-    ``which``: "largest" (algebraic) or "magnitude" (largest |lambda|, what power iteration finds).
-    Stops when the residuals ||A u - lambda u|| = beta_m |s_m| of the k wanted Ritz pairs are below
-    ``tol`` |lambda| (checked every ``check_every`` steps), or after ``max_steps`` (default min(P, 300))
+    ``which``: "largest" (algebraic) or "magnitude" (largest ``|lambda|``, what power iteration finds).
+    Stops when the residuals ``||A u - lambda u|| = beta_m |s_m|`` of the k wanted Ritz pairs are below
+    ``tol |lambda|`` (checked every ``check_every`` steps), or after ``max_steps`` (default min(P, 300))
     products. Products used: ``op.matvecs`` (for this package's operators). ``progress`` shows a bar
     counting products on runs over a second.
     """

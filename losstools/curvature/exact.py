@@ -18,7 +18,7 @@ def hessian(obj: Objective, theta: torch.Tensor | None = None, chunk_size: int |
 
     Structured formulas for Linear/elementwise nets, else forward-over-reverse tensor blocks, else P
     reverse-over-reverse products; refused before allocating when P x P exceeds the memory budget
-    (``max_bytes``, default :func:`memory_budget`). ``chunk_size``: examples per chunk on the structured
+    (``max_bytes``, default :func:`~losstools.curvature.memory.memory_budget`). ``chunk_size``: examples per chunk on the structured
     path, tangent vectors per vmapped call on the others (default: about 256 MiB of work memory).
 
     >>> H = hessian(obj)            # doctest: +SKIP

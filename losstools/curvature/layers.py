@@ -176,7 +176,7 @@ def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tenso
     """d l_n(f, y~)/d f for ``samples`` labels y~ ~ p(y | f) per example, times 1/sqrt(samples): (B, C, S).
 
     Then V V^T is an unbiased estimate of the output Hessian of l_n (cross-entropy: categorical labels;
-    BCE-with-logits: Bernoulli; MSE, l_n = |f - y|^2: Gaussian y~ ~ N(f, I/2)). Ignored targets give 0.
+    BCE-with-logits: Bernoulli; MSE, ``l_n = |f - y|^2``: Gaussian y~ ~ N(f, I/2)). Ignored targets give 0.
     """
     loss, flat = terms.loss_fn, out.reshape(len(out), -1)
     unweighted = getattr(loss, "weight", None) is None and getattr(loss, "pos_weight", None) is None

@@ -32,8 +32,10 @@ from .criteria import check_criterion
 from .schedules import SCHEDULES
 from .statistics import SALIENCY_CURVATURES, check_curvature
 
+#: The paper's nine values of the step-norm penalty lambda.
 PAPER_REGS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 PAPER_CRITERIA = ("mp", "obd", "lm", "qm")  # the column order of the paper's tables
+#: The paper's Tables 1 and 2 as ``{table: {network: {criterion: (mean, std)}}}``.
 PAPER = {  # mean, std over 5 seeds (paper-notes.md)
     "table1": {
         "MLP / MNIST": {"mp": (2.02, 0.10), "obd": (1.83, 0.11), "lm": (1.17, 0.03), "qm": (1.05, 0.04)},
@@ -50,10 +52,15 @@ PAPER = {  # mean, std over 5 seeds (paper-notes.md)
 
 
 RECORDS = "records.jsonl"
+#: The data sets a study can be run on by name.
 DATA_SETS = ("digits", "moons", "spirals", "mnist5k")
+#: The networks a study can prune by name.
 MODELS = ("mlp", "lenet5")
+#: The paper's MLP sparsity on MNIST (1.15 % of the weights kept).
 MLP_SPARSITY = 0.98847  # the paper's MLP on MNIST: 1.15 % of the weights kept
+#: The paper's CNN sparsity (VGG11 / PreActResNet18 on CIFAR-10).
 CNN_SPARSITY = 0.956  # the paper's VGG11 / PreActResNet18 on CIFAR-10
+#: The study's default settings per protocol (``"paper"`` for MNIST, ``"quick"`` for the demo).
 PROTOCOLS: dict[str, dict] = {
     # The paper's (and the authors' code's) protocol: Kaiming-normal weights, SGD with momentum and weight decay,
     # best epoch by validation error, kappa = 0.98847. Fine-tuning uses the training recipe with a fresh optimiser
@@ -72,6 +79,7 @@ PROTOCOLS: dict[str, dict] = {
 }
 
 
+#: The ``"auto"`` fine-tuning budget in optimiser steps (20 epochs of mnist5k at batch 100).
 FINETUNE_UPDATES = 800  # the "auto" fine-tuning budget in optimiser steps (20 epochs of mnist5k at batch 100)
 
 
@@ -232,7 +240,7 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     PyTorch's initialisation, Adam lr 1e-3, kappa = 0.9). ``model="lenet5"`` uses the LeNet-5-like CNN
     (``data="mnist5k"`` is then loaded as 28x28 images; the paper's CNN sparsity is :data:`CNN_SPARSITY`).
 
-    For each seed the network is trained on ``data`` (a name in :data:`DATA_SETS`, loaded with that seed;
+    For each seed the network is trained on ``data`` (``"digits"``, ``"moons"``, ``"spirals"`` or ``"mnist5k"``, loaded with that seed;
     a :class:`Dataset`; or a function seed -> Dataset) and cached as ``base_seed<seed>.pt``. Each run
     prunes it with one criterion, number of steps and lambda (:func:`prune`), then fine-tunes the pruned
     copy with a fresh optimiser for ``finetune_epochs``, masks re-applied after every step, keeping the

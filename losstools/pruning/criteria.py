@@ -14,7 +14,9 @@ import torch
 
 from .._validate import choice, finite
 
+#: The pruning criteria (magnitude MP, the linear and quadratic models LM and QM, OBD and OBS).
 CRITERIA = ("mp", "lm", "qm", "obd", "obs")
+#: The criteria whose saliency needs at most a curvature diagonal (all but OBS).
 DIAGONAL_CRITERIA = ("mp", "lm", "qm", "obd")
 NEEDS_GRAD = {"mp": False, "lm": True, "qm": True, "obd": False, "obs": False}
 NEEDS_CURVATURE = {"mp": False, "lm": False, "qm": True, "obd": True, "obs": True}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .._validate import choice, fraction, positive_int
 
+#: The pruning schedules (how the fraction of weights removed grows with the steps).
 SCHEDULES = ("exponential", "linear")
 
 

@@ -14,6 +14,7 @@ from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag, kfac
 from .._validate import choice
 from ..objective import WEIGHTS, Batch, Objective
 
+#: The curvature diagonals QM and OBD can use, by the name ``curvature=`` takes.
 SALIENCY_CURVATURES = {
     "ggn": "exact Gauss-Newton diagonal (= true Fisher for softmax cross-entropy; the paper's choice)",
     "mc": "Monte-Carlo Fisher diagonal (labels sampled from the model, mc_samples per example)",

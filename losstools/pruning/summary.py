@@ -102,7 +102,7 @@ def write_summary(summary: dict, path: str | Path) -> None:
 
 
 STORED = ("mlp", "cnn", "cnn_steps14", "ablations")
-"""The summaries shipped with the package: the MLP and CNN studies on mnist5k (the CNN also at π ≤ 14), ablations."""
+"""The summaries shipped with the package (the MLP and CNN studies on mnist5k, the CNN also at π ≤ 14, and ablations)."""
 
 
 def stored_summary(name: str) -> dict:
