@@ -1,4 +1,12 @@
 """Sphinx configuration of the losstools site: build with ``sphinx-build -W --keep-going -n docs docs/_build/html``."""
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+from sphinx.pycode import ModuleAnalyzer
+
 import losstools
 
 project = "losstools"
@@ -25,10 +33,10 @@ napoleon_google_docstring = True
 # Cross-references to losstools' own names must resolve (-n); external types are not linked (no intersphinx, offline).
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|numpy|np|W|matplotlib|scipy|ipywidgets|pathlib|subprocess|collections|concurrent|typing|"
-               r"argparse|os|io|dask|distributed|tqdm|enum|abc|contextlib|json)(\..*)?"),
-    (r"py:.*", r"(Tensor|Module|Figure|Axes|ndarray|Path|Generator|Callable|Iterable|Iterator|Sequence|Mapping|"
-               r"Any|Literal|Optional|Union|TypeAlias|NamedTuple|LinearOperator|DataLoader|Dataset|nn\..*|optional)"),
+    (r"py:.*", (r"(torch|numpy|np|W|matplotlib|scipy|ipywidgets|pathlib|subprocess|collections|concurrent|typing|"
+                r"argparse|os|io|dask|distributed|tqdm|enum|abc|contextlib|json)(\..*)?")),
+    (r"py:.*", (r"(Tensor|Module|Figure|Axes|ndarray|Path|Generator|Callable|Iterable|Iterator|Sequence|Mapping|"
+                r"Any|Literal|Optional|Union|TypeAlias|NamedTuple|LinearOperator|DataLoader|Dataset|nn\..*|optional)")),
     (r"py:class", r"(int|float|str|bool|dict|list|tuple|object|None|type|callable|array-like|function|iterable)"),
 ]
 
@@ -47,12 +55,6 @@ html_context = {"default_mode": "light"}
 # ---- The API reference is generated from the packages' ``__all__``. The recursive autosummary in api.md documents each
 # object once, on the page of the public module that defines it; what a package re-exports from a private module
 # (e.g. ``pruning.study`` from ``pruning._study``) is listed here, so that every public name gets a page.
-import importlib  # noqa: E402
-import inspect  # noqa: E402
-import pkgutil  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 
 def public_modules(package=losstools):
     """The package and every module below it without a ``_``-prefixed part, in import order."""
@@ -68,7 +70,7 @@ def defined_in(module, name: str, obj) -> bool:
         return False
     if inspect.isclass(obj) or inspect.isroutine(obj):
         return getattr(obj, "__module__", None) == module.__name__
-    return re.search(rf"^{re.escape(name)}\s*(:[^=\n]*)?=", inspect.getsource(module), re.M) is not None
+    return re.search(rf"^{re.escape(name)}\s*(:[^=\n]*)?=", inspect.getsource(module), re.MULTILINE) is not None
 
 
 def reexported_privately() -> dict[str, list[str]]:
@@ -159,8 +161,6 @@ def data_doc_comment(app, what, name, obj, options, lines):
     """A constant re-exported from a private module gets the ``#:`` comment of its definition, not its type's docstring."""
     type_doc = type(obj).__doc__
     if what == "data" and lines and isinstance(type_doc, str) and "\n".join(lines).strip() == inspect.cleandoc(type_doc):
-        from sphinx.pycode import ModuleAnalyzer
-
         short = name.rsplit(".", 1)[-1]
         for info in pkgutil.walk_packages(losstools.__path__, "losstools."):
             docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
@@ -173,6 +173,14 @@ def data_doc_comment(app, what, name, obj, options, lines):
 REEXPORTED = reexported_privately()
 
 
+def exercise_links(app, docname, source):
+    """The lectures link their exercises as ``exercises/…ipynb`` (right in JupyterLab, beside them); MyST resolves a
+    link from the notebook's real path (``notebooks/``, behind the symlink), so point it at the site's copy."""
+    if docname.startswith("course/0"):
+        source[0] = source[0].replace("](exercises/", "](/course/exercises/")
+
+
 def setup(app):
+    app.connect("source-read", exercise_links)
     app.connect("missing-reference", resolve_alias)
     app.connect("autodoc-process-docstring", data_doc_comment)

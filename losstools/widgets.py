@@ -224,9 +224,11 @@ def taylor_explorer(checkpoints: dict[str, Objective] | None = None, t_max: floa
     :func:`toy_checkpoints`, an early and a converged tanh MLP on spirals); each needs dense curvature
     (P up to a few thousand).
 
+    In a notebook (not run by the doctests: it trains two toy nets and computes their dense curvature first):
+
     >>> explorer = taylor_explorer()     # doctest: +SKIP
-    >>> explorer                         # displays the controls and the figure
-    >>> explorer.update()                # redraw now (also called by every control)
+    >>> explorer                         # doctest: +SKIP
+    >>> explorer.update()                # doctest: +SKIP
     """
     return TaylorExplorer(toy_checkpoints(seed) if checkpoints is None else checkpoints, t_max, sparsity, seed)
 

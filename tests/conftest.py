@@ -30,3 +30,25 @@ def tiny_mlp(sizes=(3, 4, 3), activation="tanh", seed=0):
 @pytest.fixture(scope="session")
 def digits64():
     return data.digits().to(dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The documentation site as CI builds it: ``sphinx-build -W --keep-going -n`` (warnings are errors).
+
+    ``LOSSTOOLS_SITE=<folder>`` reuses a site just built that way (``.ci/run`` does, after its own build step)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if os.environ.get("LOSSTOOLS_SITE"):
+        return Path(os.environ["LOSSTOOLS_SITE"]).resolve()
+    pytest.importorskip("myst_nb", reason="the docs extra is not installed (pip install -e '.[docs]')")
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("site") / "html"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", str(root / "docs"), str(out)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, f"the site does not build cleanly:\n{done.stderr[-5000:]}"
+    return out
