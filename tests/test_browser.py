@@ -1,4 +1,4 @@
-"""A real browser test: JupyterLab and headless Chromium run every main notebook and one exercise.
+"""A real browser test: JupyterLab and headless Chromium run every lecture and one exercise; the built site opens.
 
 Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token, ``--allow-root``) serving a temporary folder. For
 each notebook it uploads an output-cleared copy under a fresh name (so a brand-new kernel runs it, and the
@@ -6,6 +6,10 @@ repository's file is never autosaved over), runs all cells from the menu and che
 printed an error. Then it moves every explorer once (its first slider with the keyboard) and waits until the
 explorer's figure and readout have changed, and checks that no readout, label or dropdown of an explorer is cut off.
 A screenshot of each notebook goes to ``results/browser/``. Only the server this module started is stopped.
+
+The documentation site (built once per session by the ``built_site`` fixture) is opened from its files: its index, a
+lecture and an API page must load every figure and have no broken internal link (a missing file or anchor); their
+screenshots go to ``results/browser/site_*.png``.
 
 Uses Debian's ``chromium`` through pytest-playwright (``executable_path``; nothing is downloaded) and is skipped,
 with the reason, where pytest-playwright or Chromium is missing.
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import time
 import types
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,10 +38,13 @@ nbformat = pytest.importorskip("nbformat")
 from playwright.sync_api import Page, expect  # noqa: E402  (after the skip)
 
 ROOT = Path(__file__).resolve().parents[1]
-# the four lectures and the exercise that collects the lectures' exercises
+# the five lectures and the exercise that collects the lectures' exercises
 NOTEBOOKS = [ROOT / "notebooks" / name for name in (
     "01_taylor_error.ipynb", "02_curvature_zoo.ipynb", "03_pruning_locality.ipynb", "04_after_finetuning.ipynb",
-    "exercises/00_lecture_exercises.ipynb")]
+    "05_spectrum_in_training.ipynb", "exercises/00_lecture_exercises.ipynb")]
+# the site's index, a lecture and an API page: (screenshot name, path in the built site, figures expected)
+SITE_PAGES = [("index", "index.html", True), ("lecture", "course/01_taylor_error.html", True),
+              ("api", "generated/losstools.objective.Objective.html", False)]
 SCREENSHOTS = ROOT / "results" / "browser"
 
 
@@ -212,3 +220,37 @@ def test_notebook_runs_and_its_explorers_replot_in_jupyterlab(page: Page, jupyte
         print(f"cell prompts at failure: {prompts}; server log: {jupyter_lab.log}")
         raise
     print(f"browser test of {notebook.name}: {explorers.count()} explorer(s), {time.monotonic() - start:.1f} s")
+
+
+BROKEN_IMAGES = "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+
+
+def broken_links(page_file: Path, hrefs: list[str]) -> list[str]:
+    """The internal links (``file://`` after the browser resolved them) whose file or anchor does not exist."""
+    broken = []
+    for href in hrefs:
+        url = urllib.parse.urlsplit(href)
+        if url.scheme != "file":
+            continue
+        target = Path(urllib.parse.unquote(url.path))
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(href)
+        elif url.fragment and target.suffix == ".html" and f'id="{url.fragment}"' not in target.read_text():
+            broken.append(href)
+    return broken
+
+
+@pytest.mark.parametrize("name, path, with_figures", SITE_PAGES, ids=[p[0] for p in SITE_PAGES])
+def test_site_page_loads_its_figures_and_has_no_broken_internal_link(page: Page, built_site, name, path, with_figures):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1300, "height": 1000})
+    page.goto((built_site / path).as_uri(), wait_until="load")
+    images = page.evaluate("() => [...document.images].map(i => i.src)")
+    assert not with_figures or any("_images" in src or "images/" in src for src in images), f"no figure on {path}"
+    assert page.evaluate(BROKEN_IMAGES) == [], f"figures that did not load on {path}"
+    hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    assert any(h.startswith("file:") for h in hrefs)
+    assert broken_links(built_site / path, hrefs) == [], f"broken internal links on {path}"
+    page.screenshot(path=str(SCREENSHOTS / f"site_{name}.png"))
