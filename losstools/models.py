@@ -120,11 +120,14 @@ def _check_training_data(model: nn.Module, X, y, dataset: Dataset | None) -> Non
     if X.dtype != first.dtype:
         raise TypeError(f"inputs X are {X.dtype} but the model's parameters are {first.dtype}; cast one of them "
                         f"(e.g. dataset.to(dtype={first.dtype}) or model.to({X.dtype}))")
-    for name, values in (("inputs X", X), ("targets y", y)):
-        if values.is_floating_point() and not torch.isfinite(values).all():
-            rows = (~torch.isfinite(values.reshape(len(values), -1))).any(1).nonzero().squeeze(1)
-            raise ValueError(f"the {name} hold NaN or inf in {len(rows)} example(s) (rows {rows[:5].tolist()}"
-                             f"{', ...' if len(rows) > 5 else ''}); remove or impute them before training")
+    splits = [("training", X, y)] + ([("validation", *dataset.val)] if dataset is not None else [])
+    for split, inputs, targets in splits:
+        for name, values in (("inputs X", inputs), ("targets y", targets)):
+            if values.is_floating_point() and not torch.isfinite(values).all():
+                rows = (~torch.isfinite(values.reshape(len(values), -1))).any(1).nonzero().squeeze(1)
+                raise ValueError(f"the {split} {name} hold NaN or inf in {len(rows)} example(s) (rows "
+                                 f"{rows[:5].tolist()}{', ...' if len(rows) > 5 else ''}); remove or impute them "
+                                 "before training")
     if dataset is not None and dataset.num_classes is not None and y.dtype != torch.long:
         raise TypeError(f"class labels y must be torch.long for cross-entropy, got {y.dtype}; use y.long()")
     try:

@@ -107,26 +107,34 @@ def curvature_overview(matrix, eigenvalues, boundaries: Sequence[int] = (), name
 
 
 def loss_history(history: dict[str, list[float]], ax=None, title: str = "Training") -> Figure:
-    """Training (and validation) loss per epoch on a log scale; the epoch of the lowest validation loss is
-    marked, and where the validation loss rises after it while the training loss falls, the plot says so."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4), layout="constrained")
-    for split, values in history.items():
-        if values:
-            ax.plot(np.arange(1, len(values) + 1), values, label=split)
+    """Training and validation loss per epoch (log scale) and, from a classification history, the validation
+    error in percent on its own axis (right). The epoch of the lowest validation loss is marked; where the
+    validation loss rises after it while the training loss falls, the note under the plot says so."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    epochs = np.arange(1, len(history["train"]) + 1)
+    lines = [ax.plot(epochs, history["train"], color="C0", label="training loss")[0]]
     val = history.get("val") or []
+    if val:
+        lines += ax.plot(np.arange(1, len(val) + 1), val, color="C1", label="validation loss")
+    if history.get("val_error"):
+        right = ax.twinx()
+        errors = 100 * np.asarray(history["val_error"])
+        lines += right.plot(np.arange(1, len(errors) + 1), errors, color="C2", ls=":", label="validation error")
+        right.set_ylabel("validation error (%)")
+        right.set_ylim(0, None)
     if val:
         best = int(np.argmin(val))
         ax.axvline(best + 1, color="0.5", lw=0.8, ls=":")
         rise = val[-1] / val[best] - 1
-        note = (f"lowest validation loss at epoch {best + 1};\nafter it the validation loss rises by {100 * rise:.0f}%\n"
-                "while the training loss falls: overfitting"
-                if best + 1 < len(val) and rise > 0.01 else f"lowest validation loss at epoch {best + 1}")
-        ax.text(0.33, 0.6, note, transform=ax.transAxes, fontsize=9, va="top")
+        note = (f"Lowest validation loss at epoch {best + 1} (dotted line); after it the validation loss rises "
+                f"by {100 * rise:.0f}%\nwhile the training loss falls: overfitting."
+                if best + 1 < len(val) and rise > 0.01 else f"Lowest validation loss at epoch {best + 1} (dotted line).")
+        ax.text(0, -0.16, note, transform=ax.transAxes, fontsize=8.5, va="top")   # under the plot: never on a curve
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean cross-entropy loss")
+    ax.set_ylabel("loss (mean over the split's examples)")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(handles=lines, loc="upper right")
     return fig
 
 

@@ -1,5 +1,6 @@
 """Bundled data sets, the MNIST IDX reader (on small files written here), models and training."""
 import copy
+import dataclasses
 import gzip
 import struct
 
@@ -200,6 +201,17 @@ def test_train_refuses_nan_data_before_touching_the_model():
     X[7, 1] = float("nan")
     with pytest.raises(ValueError, match=r"NaN or inf in 1 example\(s\) \(rows \[7\]\)"):
         models.train(net, (X, y), epochs=2, progress=False)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+
+
+def test_train_refuses_nan_in_the_validation_split_only():
+    ds, net = _trained()
+    state = copy.deepcopy(net.state_dict())
+    Xv = ds.val[0].clone()
+    Xv[3, 0] = float("nan")
+    bad = dataclasses.replace(ds, val=(Xv, ds.val[1]))    # the training split is clean
+    with pytest.raises(ValueError, match=r"the validation inputs X hold NaN or inf in 1 example\(s\) \(rows \[3\]\)"):
+        models.train(net, bad, epochs=2, progress=False)
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
 
 

@@ -203,4 +203,19 @@ def test_heatmap_names_the_blocks_and_training_plot_comments_overfitting():
         plotting.matrix_heatmap(M, "H", boundaries=[2], labels=["w", "b", "w2"])
     fig = plotting.loss_history({"train": [1.0, 0.5, 0.2, 0.1], "val": [1.0, 0.6, 0.7, 0.9]})
     note = " ".join(t.get_text() for t in fig.axes[0].texts)
-    assert "lowest validation loss at epoch 2" in note and "overfitting" in note
+    assert "Lowest validation loss at epoch 2" in note and "overfitting" in note
+
+
+def test_training_plot_draws_the_validation_error_on_its_own_axis_and_the_note_off_the_curves():
+    history = {"train": [1.0, 0.5, 0.2, 0.1], "val": [1.0, 0.6, 0.7, 0.9], "val_error": [0.5, 0.2, 0.25, 0.3]}
+    fig = plotting.loss_history(history)
+    loss_ax, error_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.get_lines() if not line.get_label().startswith("_")] == [
+        "training loss", "validation loss"]
+    assert "val_error" not in " ".join(t.get_text() for t in loss_ax.get_legend().get_texts())
+    assert error_ax.get_ylabel() == "validation error (%)"
+    assert error_ax.get_lines()[0].get_ydata().tolist() == [50.0, 20.0, 25.0, 30.0]   # a fraction, drawn in percent
+    assert "cross-entropy" not in loss_ax.get_ylabel()
+    fig.canvas.draw()
+    note = loss_ax.texts[0].get_window_extent()
+    assert note.y1 < loss_ax.get_window_extent().y0, "the note must sit under the plot, off the curves"
