@@ -1,6 +1,6 @@
 """Timings of the notebooks' explorers, one thread: every interaction's redraw (recompute + update the figure in place
 + render the PNG that the Output widget shows), for the explorers of notebooks 01 (Taylor models), 02 (curvature zoo,
-estimators' cost) and 03 (pruning), built on the notebooks' own networks; and a 200-step loss profile (vmap versus a
+estimators' cost), 03 (pruning) and 05 (edge of stability), built on the notebooks' own networks; and a 200-step loss profile (vmap versus a
 Python loop of ``Objective.loss``).
 
     PYTHONPATH=. python benchmarks/taylor_explorer.py            # --repeat N (default 5)
@@ -17,7 +17,7 @@ from torch import nn
 
 import losstools as lt
 from losstools import curvature as C
-from losstools import directions, pruning, taylor, widgets
+from losstools import directions, pruning, spectrum, taylor, widgets
 
 
 def clock(fn, repeat: int = 5) -> tuple[float, float, float]:
@@ -71,6 +71,16 @@ def notebook03():
     return widgets.pruning_explorer(net, nn.CrossEntropyLoss(), ds, samples=300)
 
 
+def notebook05():
+    """Notebook 05's three gradient-descent runs (500 steps, eta 0.1, 0.25, 0.5) and its explorer."""
+    X, y = lt.data.digits().train
+    obj = lt.Objective(lt.models.mlp([64, 100, 100, 10], activation="tanh", seed=0), spectrum.half_squared_error,
+                       spectrum.one_hot_data(X[:500], y[:500], classes=10))
+    runs = [spectrum.gradient_descent(obj, eta, steps=500, every=20, lanczos_steps=16, progress=False)
+            for eta in (0.1, 0.25, 0.5)]
+    return widgets.edge_of_stability_explorer(runs, lr=0.5, step=200)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per interaction (after one warm-up)")
@@ -94,6 +104,7 @@ def main() -> None:
     rows += interactions(cost, [("m", 1), ("m", 64)], args.repeat)
     rows += interactions(notebook03(), [("steps", 20), ("sparsity", 0.98), ("reg", 1.0), ("criterion", "obd"),
                                         ("steps", 1)], args.repeat)
+    rows += interactions(notebook05(), [("step", 100), ("step", 400), ("eta", 0.1), ("eta", 0.25)], args.repeat)
     print(f"torch threads = {torch.get_num_threads()}, {args.repeat} timed runs each")
     print(f"| {'what':58s} | median wall ms | max wall ms | CPU ms |\n|{'-' * 60}|---:|---:|---:|")
     for what, (wall, worst, cpu) in rows:

@@ -32,6 +32,10 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 c.ClearSolutions.text_stub = "*Your answer here.*"
 c.ClearSolutions.enforce_metadata = False
 c.ExecutePreprocessor.timeout = 600
+# nbgrader's OverwriteCells warns "checksum has changed" for every test cell with hidden tests, untouched ones included
+c.Autograde.sanitize_preprocessors = ["nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
+                                      "nbgrader.preprocessors.OverwriteKernelspec", "losstools._nbgrader.OverwriteCells",
+                                      "nbgrader.preprocessors.CheckCellMetadata"]
 '''
 
 

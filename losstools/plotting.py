@@ -652,36 +652,76 @@ def overshoot(result, ax=None) -> Figure:
     return fig
 
 
+class EdgeOfStability:
+    """The edge-of-stability explorer's figure for gradient-descent runs (``spectrum.GDRun``) at several step sizes.
+
+    ``draw(lr, step)`` shows the run with step size ``lr`` up to ``step`` (its loss; its sharpness lambda_max and
+    2/eta) and gradient descent on the one-dimensional quadratic lambda x^2 / 2 with that step's eta lambda_max,
+    starting at x0 = 0.9 (marked). It updates the same artists of one Figure (no new axes or lines), which keeps
+    an explorer's redraw fast. Without ``figure``, a Figure that pyplot does not manage is made.
+    """
+
+    def __init__(self, runs: Sequence, figure: Figure | None = None, figsize=(13, 3.6), dpi: int = 72):
+        if not runs:
+            raise ValueError("runs is empty: pass the spectrum.GDRun objects of spectrum.gradient_descent")
+        self.runs = list(runs)
+        self.figure = Figure(figsize=figsize, dpi=dpi) if figure is None else figure
+        self.axes = loss, sharp, quad = self.figure.subplots(
+            1, 3, gridspec_kw=dict(left=0.075, right=0.99, bottom=0.16, top=0.9, wspace=0.33))
+        self.loss_all, = loss.semilogy([], [], color="0.8", lw=1)
+        self.loss_now, = loss.semilogy([], [], lw=1.2)
+        self.loss_dot, = loss.plot([], [], "o", color="k", ms=4)
+        loss.set(xlabel="step", ylabel="training loss")
+        self.sharp_all, = sharp.plot([], [], color="0.8", lw=1)
+        self.sharp_now, = sharp.plot([], [], "o-", ms=2.5)
+        self.edge = sharp.axhline(0, color="k", ls="--", lw=1, label="2/η")
+        self.sharp_dot, = sharp.plot([], [], "o", color="k", ms=4, label="λ_max at this step")
+        sharp.set(xlabel="step", ylabel="λ_max", title="sharpness")
+        sharp.legend(fontsize=8, loc="lower right")
+        self.parabola, = quad.plot([], [], color="0.6")
+        self.iterates, = quad.plot([], [], "o-", color="C3", ms=3, lw=0.8, label="iterates x₁, x₂, …")
+        self.start, = quad.plot([], [], "s", color="k", mfc="none", ms=8, mew=1.5, label="start x₀")
+        quad.set(xlabel="x (along the top eigenvector)", ylabel="λ x² / 2")
+        quad.legend(fontsize=8, loc="upper center")
+
+    def draw(self, lr: float, step: int) -> Figure:
+        index = min(range(len(self.runs)), key=lambda i: abs(self.runs[i].lr - lr))
+        run, color = self.runs[index], _run_color(index)
+        now = run.at(step)
+        loss, sharp, quad = self.axes
+        steps = np.arange(len(run.loss))
+        self.loss_all.set_data(steps, run.loss)
+        self.loss_now.set_data(steps[: now["step"] + 1], run.loss[: now["step"] + 1])
+        self.loss_now.set_color(color)
+        self.loss_dot.set_data([now["step"]], [now["loss"]])
+        loss.set_xlim(0, steps[-1])
+        loss.set_ylim(0.8 * float(np.min(run.loss)), 1.25 * float(np.max(run.loss)))
+        loss.set_title(f"η = {run.lr:g}: loss")
+        shown = run.tracked <= now["step"]
+        self.sharp_all.set_data(run.tracked, run.sharpness)
+        self.sharp_now.set_data(run.tracked[shown], run.sharpness[shown])
+        self.sharp_now.set_color(color)
+        self.edge.set_ydata([run.edge, run.edge])
+        self.sharp_dot.set_data([now["measured_at"]], [now["sharpness"]])
+        sharp.set_xlim(0, steps[-1])
+        sharp.set_ylim(0, 1.15 * max(float(np.max(run.sharpness)), run.edge))
+        factor = 1.0 - now["eta_lambda"]
+        xs = 0.9 * factor ** np.arange(8)
+        span = max(1.0, float(np.abs(xs).max()) * 1.1)
+        grid = np.linspace(-span, span, 200)
+        self.parabola.set_data(grid, 0.5 * grid**2)
+        self.iterates.set_data(xs, 0.5 * xs**2)
+        self.start.set_data([xs[0]], [0.5 * xs[0] ** 2])
+        quad.set_xlim(-span, span)
+        quad.set_ylim(-0.05 * span**2, 0.7 * span**2)
+        verdict = "overshoots: |1 − ηλ| > 1" if abs(factor) > 1 else "converges: |1 − ηλ| < 1"
+        quad.set_title(f"ηλ_max = {now['eta_lambda']:.2f}: {verdict}")
+        return self.figure
+
+
 def edge_of_stability_frame(runs: Sequence, lr: float, step: int) -> Figure:
-    """The explorer's figure: the run with step size ``lr`` up to ``step`` (loss; sharpness and 2/eta) and gradient
-    descent on the one-dimensional quadratic lambda x^2 / 2 with that step's eta lambda_max."""
-    index = min(range(len(runs)), key=lambda i: abs(runs[i].lr - lr))
-    run, color = runs[index], _run_color(index)
-    now = run.at(step)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].semilogy(run.loss, color="0.8", lw=1)
-    axes[0].semilogy(run.loss[: now["step"] + 1], color=color, lw=1.2)
-    axes[0].plot(now["step"], now["loss"], "o", color="k", ms=4)
-    axes[0].set(xlabel="step", ylabel="training loss", title=f"η = {run.lr:g}: loss")
-    shown = run.tracked <= now["step"]
-    axes[1].plot(run.tracked, run.sharpness, color="0.8", lw=1)
-    axes[1].plot(run.tracked[shown], run.sharpness[shown], "o-", ms=2.5, color=color)
-    axes[1].axhline(run.edge, color=color, ls="--", lw=1, label="2/η")
-    axes[1].plot(now["measured_at"], now["sharpness"], "o", color="k", ms=4)
-    axes[1].set_ylim(0, 1.15 * max(float(np.max(run.sharpness)), run.edge))
-    axes[1].set(xlabel="step", ylabel="λ_max", title="sharpness")
-    axes[1].legend(fontsize=8)
-    factor = 1.0 - now["eta_lambda"]
-    xs = 0.9 * factor ** np.arange(8)
-    span = max(1.0, float(np.abs(xs).max()) * 1.1)
-    grid = np.linspace(-span, span, 200)
-    axes[2].plot(grid, 0.5 * grid**2, color="0.6")
-    axes[2].plot(xs, 0.5 * xs**2, "o-", color=color, ms=3, lw=0.8)
-    verdict = "overshoots: |1 − ηλ| > 1" if abs(factor) > 1 else "converges: |1 − ηλ| < 1"
-    axes[2].set(xlabel="x (along the top eigenvector)", ylabel="λ x² / 2",
-                title=f"ηλ_max = {now['eta_lambda']:.2f}: {verdict}")
-    fig.tight_layout()
-    return fig
+    """The explorer's figure (:class:`EdgeOfStability`) for step size ``lr`` at ``step``, in a new pyplot Figure."""
+    return EdgeOfStability(runs, plt.figure(figsize=(13, 3.6))).draw(lr, step)
 
 
 def spectral_densities(grid, curves: dict, title: str = "Hessian spectral density (SLQ)", ax=None) -> Figure:

@@ -20,7 +20,7 @@ import html
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -351,3 +351,36 @@ def pruning_explorer(model: nn.Module, loss_fn: Callable, dataset: data.Dataset,
     """Explorer of one pruning run: criterion, steps, λ, sparsity (see :class:`PruningExplorer`); ``model``
     is never changed (each run prunes a copy). ``values`` set the controls' start values."""
     return PruningExplorer(model, loss_fn, dataset, samples, **values)
+
+
+# --------------------------------------------------------------------------------------- notebook 05
+class EdgeOfStabilityExplorer(Explorer):
+    """Gradient-descent runs at several step sizes (``spectrum.GDRun``): a step-size dropdown and a step slider.
+
+    The figure is :class:`~losstools.plotting.EdgeOfStability`; the readout gives the loss, lambda_max (and the
+    step it was measured at) and eta lambda_max at the chosen step. Only drawing happens: the runs are computed."""
+
+    def __init__(self, runs: Sequence, lr: float | None = None, step: int = 200, step_size: int = 10, dpi: int = 72):
+        self.runs = list(runs)
+        self.plot = plotting.EdgeOfStability(self.runs, dpi=dpi)
+        self.figure = self.plot.figure
+        lrs = [run.lr for run in self.runs]
+        controls = {
+            "eta": W.Dropdown(options=lrs, value=lrs[-1] if lr is None else lr, description="η", style=WIDE),
+            "step": W.IntSlider(value=step, min=0, max=len(self.runs[0].loss) - 1, step=step_size, description="step",
+                                continuous_update=False, style=WIDE, layout=W.Layout(width="420px")),
+        }
+        super().__init__(controls, [["eta", "step"]], dpi)
+        self.update()
+
+    def draw(self) -> str:
+        eta, step = self.controls["eta"].value, self.controls["step"].value
+        self.plot.draw(eta, step)
+        now = self.plot.runs[[run.lr for run in self.plot.runs].index(eta)].at(step)
+        return (f"step {now['step']}: loss {now['loss']:.4f}, lambda_max {now['sharpness']:.2f} "
+                f"(measured at step {now['measured_at']}), eta*lambda_max = {now['eta_lambda']:.2f}")
+
+
+def edge_of_stability_explorer(runs: Sequence, lr: float | None = None, step: int = 200) -> EdgeOfStabilityExplorer:
+    """Explorer of gradient-descent runs at several step sizes (see :class:`EdgeOfStabilityExplorer`)."""
+    return EdgeOfStabilityExplorer(runs, lr, step)

@@ -2,6 +2,7 @@
 are exactly what ``nbgrader generate_assignment`` makes of them, and ``nbgrader autograde`` in a temporary course gives
 the solution full marks, the untouched student version zero and a typical wrong answer part of the marks."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -129,8 +130,18 @@ def test_nbgrader_autograde_gives_full_zero_and_partial_marks(tmp_path):
     _fill(released, {"slope_curvature": source["slope_curvature"],         # s and q right, the radius without the
                      "t_star": "t_star = None\nt_star = tol * abs(s) / q   # forgot (1 + tol) and the 2\n"},
           submitted / "typical" / "e4" / name)                             # factors, t_pred not attempted
-    exercises.nbgrader(course, "autograde", "e4", "--force")
+    tampered = nbformat.read(released, as_version=4)                     # a locked test cell edited by a student
+    locked = next(c for c in tampered.cells if _grading(c).get("locked") and _grading(c).get("grade"))
+    locked.source += "\nassert True  # added by the student\n"
+    (submitted / "tampered" / "e4").mkdir(parents=True)
+    nbformat.write(tampered, submitted / "tampered" / "e4" / name)
+    done = exercises.nbgrader(course, "autograde", "e4", "--force")
 
+    # nbgrader 0.9 alone warns "Attribute 'checksum' ... has changed!" for every test cell whose hidden tests the
+    # student version lacks, in every submission (jupyter/nbgrader#1961); the course config warns only on a real edit
+    log = done.stdout + done.stderr
+    warned = re.findall(r"\[(?:\w+) \| WARNING\] Attribute 'checksum' for cell (\S+) has changed", log)
+    assert warned == [_grading(locked)["grade_id"]], log[-3000:]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission("e4", s).score for s in ("solution", "untouched", "typical")}
         maximum = gradebook.find_assignment("e4").max_score

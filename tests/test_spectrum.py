@@ -114,6 +114,27 @@ def test_plots_of_notebook_05():
     plt.close("all")
 
 
+def test_edge_of_stability_explorer_redraws_in_place_and_marks_the_start():
+    from losstools import widgets
+
+    obj = tiny_objective()
+    runs = [spectrum.gradient_descent(obj, lr, 20, every=5, lanczos_steps=10, progress=False) for lr in (0.2, 1.0)]
+    explorer = widgets.edge_of_stability_explorer(runs, lr=1.0, step=10)
+    lines = [list(ax.get_lines()) for ax in explorer.figure.axes]
+    start = explorer.plot.start
+    assert list(start.get_xdata()) == [0.9] and start.get_label() == "start x₀"
+    assert explorer.plot.iterates.get_xdata()[0] == 0.9                  # the iterates begin at the marked start
+    before = explorer.text
+    explorer.controls["step"].value = 20
+    now = runs[1].at(20)
+    assert explorer.text != before and explorer.text.startswith(f"step 20: loss {now['loss']:.4f}")
+    assert [list(ax.get_lines()) for ax in explorer.figure.axes] == lines   # same artists, new data
+    assert list(explorer.plot.loss_dot.get_xdata()) == [20]
+    assert f"{now['eta_lambda']:.2f}" in explorer.figure.axes[2].get_title()
+    explorer.controls["eta"].value = 0.2
+    assert list(explorer.plot.loss_all.get_ydata()) == list(runs[0].loss)
+
+
 def test_estimator_progress_bars(monkeypatch, capsys):
     from losstools import _progress
 
