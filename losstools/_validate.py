@@ -76,6 +76,6 @@ def usable_device(value, name: str = "device") -> "torch.device":
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError, TypeError) as err:  # AssertionError: "Torch not compiled with CUDA enabled"
         raise ValueError(f"{name} {value!r} cannot be used here ({err}); pass 'cpu', or e.g. 'cuda' on a machine "
-                         "with a GPU and a PyTorch build for it (see the README's install section)") from err
+                         "with a GPU and a PyTorch build for it (see the documentation's Install page, docs/install.md)") from err
     return device
 

@@ -8,7 +8,7 @@ replaced by ``# YOUR CODE HERE``, hidden tests removed, outputs cleared, checksu
 here: the course configuration (:data:`NBGRADER_CONFIG`), laying out a course directory, copying the released
 notebooks back into the repository and executing them to store their outputs (what ``pytest --nbval`` compares)::
 
-    python -m losstools.exercises course COURSE_DIR               # a course for nbgrader, see the README
+    python -m losstools.exercises course COURSE_DIR               # a course for nbgrader, see docs/teaching.md
     python -m losstools.exercises generate notebooks/exercises/solutions notebooks/exercises --execute
 """
 from __future__ import annotations

@@ -65,13 +65,13 @@ PROTOCOLS: dict[str, dict] = {
     # The paper's (and the authors' code's) protocol: Kaiming-normal weights, SGD with momentum and weight decay,
     # best epoch by validation error, kappa = 0.98847. Fine-tuning uses the training recipe with a fresh optimiser
     # for FINETUNE_UPDATES optimiser steps ("auto": 20 epochs on mnist5k's 4 000 training images, 2 on full MNIST;
-    # the paper fine-tuned for its whole training budget, which the finetune_long ablation compares), see README.
+    # the paper fine-tuned for its whole training budget, which the finetune_long ablation compares), see docs/reproduction.md.
     "paper": {"model": "mlp", "hidden": (300, 100), "activation": "tanh", "init": "kaiming", "optimizer": "sgd",
               "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 100, "train_epochs": 100,
               "finetune_epochs": "auto", "sparsity": MLP_SPARSITY, "samples": 1000, "schedule": "exponential",
               "scope": "global", "curvature": "ggn", "signed": False, "predict": False},
     # The quick digits demo: PyTorch's default initialisation, Adam, kappa = 0.9 (the digits MLP collapses at the
-    # paper's 0.98847, see README).
+    # paper's 0.98847, see docs/guides/pruning.md).
     "quick": {"model": "mlp", "hidden": (300, 100), "activation": "tanh", "init": "default", "optimizer": "adam",
               "lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 100, "train_epochs": 100,
               "finetune_epochs": 30, "sparsity": 0.9, "samples": 1000, "schedule": "exponential",
