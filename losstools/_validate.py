@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
+
+if TYPE_CHECKING:  # torch is imported only where a device is checked
+    import torch
 
 T = TypeVar("T")
 

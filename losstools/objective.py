@@ -61,10 +61,11 @@ class Objective:
 
     Parameters
     ----------
-    model: any ``nn.Module`` that can be called with its parameters swapped for other tensors (not only Sequential; shared
-        modules and tied weights included). It is never changed, not even transiently: losstools calls a
-        private structural copy that shares the (never written) parameter tensors. Dropout / BatchNorm
-        in training mode are refused (call ``model.eval()``), and so is any other random output.
+    model: any ``nn.Module`` that can be called with its parameters swapped for other tensors (not only
+        Sequential; shared modules and tied weights included). It is never changed, not even transiently:
+        losstools calls a private structural copy that shares the (never written) parameter tensors.
+        Dropout / BatchNorm in training mode are refused (call ``model.eval()``), and so is any other random
+        output.
     loss_fn: a torch loss with ``reduction="mean"`` (class weights, ``ignore_index``, soft labels, ...) or a
         callable ``loss_fn(outputs, targets)`` returning the mean over the batch's examples.
     data: an ``(X, y)`` pair of tensors, or a re-iterable of such batches (a list, a DataLoader).
@@ -312,7 +313,8 @@ class Objective:
         fixed = {n: t.double() if t.is_floating_point() else t for n, t in self._fixed.items()}
 
         def outputs(th):
-            return self.call({**fixed, **{n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}}, X)
+            unflat = {n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}
+            return self.call({**fixed, **unflat}, X)
 
         def loss(th):
             return self.loss_terms.sum(outputs(th), y)
@@ -335,7 +337,8 @@ class Objective:
         return self.loss_and_grad(theta)[1]
 
     def loss_and_grad(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per batch)."""
+        """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per
+        batch)."""
         t = self._theta_or_default(theta)
 
         def batch(X, y):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from torch.func import vmap
 from . import directions  # noqa: F401  (re-exported: ``taylor.directions``)
 from .curvature import GGN, Hessian
 from .objective import Objective
+
+if TYPE_CHECKING:  # imported where it is used, in ``TaylorProfile.table``
+    from . import tables
 
 MODELS = ("linear", "quadratic", "diagonal", "obd")
 ORDER = {"linear": 1, "quadratic": 2, "diagonal": 2, "obd": 2}  # highest power of t in each model

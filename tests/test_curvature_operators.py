@@ -164,7 +164,8 @@ def test_conv_patches_equal_unfold(padding, stride):
     out = conv(x)
     patches = _patches(conv, x)
     assert patches.shape[2] == out.shape[2] * out.shape[3]
-    expected = (conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:]) + conv.bias[:, None, None]
+    expected = ((conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:])
+                + conv.bias[:, None, None])
     torch.testing.assert_close(expected, out)
 
 

@@ -90,7 +90,8 @@ def test_diagonal_solve_and_selected_parameters():
 def test_monte_carlo_and_empirical_kfac():
     model, loss_fn, data = cases()["mlp-ce"]
     exact = C.kfac(model, loss_fn, data)
-    runs = torch.stack([C.kfac(model, loss_fn, data, kind="mc", mc_samples=2, seed=s).factors["2"][1] for s in range(200)])
+    runs = torch.stack([C.kfac(model, loss_fn, data, kind="mc", mc_samples=2, seed=s).factors["2"][1]
+                        for s in range(200)])
     standard_error = runs.std(0) / len(runs) ** 0.5
     assert torch.all((runs.mean(0) - exact.factors["2"][1]).abs() <= 5 * standard_error + 1e-12)
     X, y = tiny_classification(n=1)

@@ -172,8 +172,8 @@ def cases() -> dict[str, Case]:
                                   nn.CrossEntropyLoss(), (X, y)),
         "reused-linear": Case(nn.Sequential(shared, nn.Tanh(), shared), nn.CrossEntropyLoss(), (X, y), layers=False),
         "registered-twice": Case(Registered(), nn.CrossEntropyLoss(), (X, y), layers=False),
-        "tied-embedding": Case(TiedEmbedding(), nn.CrossEntropyLoss(), (tokens, torch.randint(0, 5, (11,), generator=g)),
-                               layers=False),
+        "tied-embedding": Case(TiedEmbedding(), nn.CrossEntropyLoss(),
+                               (tokens, torch.randint(0, 5, (11,), generator=g)), layers=False),
         "residual": Case(Residual(), nn.CrossEntropyLoss(), _split(X, y)),
         "conv-bn-pool-dropout": Case(conv, nn.CrossEntropyLoss(), (img, y), params="weights"),
         "layernorm": Case(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3)),
@@ -231,7 +231,8 @@ def oracle(case: Case) -> dict[str, torch.Tensor]:
                                                    materialize_grads=True)) for i in range(flat_out.numel())])
         o = out.detach().requires_grad_(True)
         go = torch.autograd.grad(case.loss_fn(o, y), o, create_graph=True)[0].reshape(-1)
-        H_out = torch.stack([torch.autograd.grad(go[i], o, retain_graph=True)[0].reshape(-1) for i in range(go.numel())])
+        H_out = torch.stack([torch.autograd.grad(go[i], o, retain_graph=True)[0].reshape(-1)
+                             for i in range(go.numel())])
         G = J.T @ H_out @ J
         # empirical Fisher: example n's term of the loss's sum, l_n = Z * L restricted to example n ... with
         # Z the loss's normaliser; for a per-example mean loss, l_n = loss on example n alone

@@ -1,6 +1,6 @@
 """Turn the MNIST studies in results/ into the small files committed here (JSON summaries, tables, figures).
 
-    PYTHONPATH=. python docs/mnist5k/summarise.py          # after the studies in README ("Results on real MNIST digits")
+    PYTHONPATH=. python docs/mnist5k/summarise.py  # after the studies in README ("Results on real MNIST digits")
 
 Reads results/mnist5k_mlp, results/mnist5k_cnn, results/ablations and results/ablations_cnn (records.jsonl,
 megabytes, not committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}), ablations.json
@@ -45,7 +45,8 @@ def figures(summary: dict, prefix: str) -> None:
     best = summary["best_qm"]
     if best:
         title = f"QM, {best['steps']} steps, λ = {best['reg']:g} (seed {best['seed']})"
-        plotting.predicted_vs_actual(best["history"], title).savefig(HERE / f"{prefix}_predicted_vs_actual.png", dpi=100)
+        plotting.predicted_vs_actual(best["history"], title).savefig(HERE / f"{prefix}_predicted_vs_actual.png",
+                                                                     dpi=100)
     plt.close("all")
 
 
@@ -70,7 +71,8 @@ def ablation_summary() -> dict:
     out.update(compared_ablations("cnn_", RESULTS / "mnist5k_cnn", RESULTS / "ablations_cnn"))
     mlp = load_records(baseline)
     if mlp:
-        out["correlation"] = {"spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
+        out["correlation"] = {
+            "spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
     return out
 
 

@@ -15,12 +15,22 @@ from .exact import eigh, eigvalsh, ggn, hessian, hessian_blocks, hessian_diag
 from .kronecker import KFAC, KFACOperator, kfac
 from .layers import UnsupportedLayerError
 from .memory import DenseTooLargeError, check_dense, memory_budget, set_memory_budget
-from .operators import (GGN, CurvatureOperator, EmpiricalFisher, EmpiricalFisherOperator, Fisher, FisherOperator,
-                        GGNOperator, Hessian, HessianOperator)
+from .operators import (
+    GGN,
+    CurvatureOperator,
+    EmpiricalFisher,
+    EmpiricalFisherOperator,
+    Fisher,
+    FisherOperator,
+    GGNOperator,
+    Hessian,
+    HessianOperator,
+)
 
 __all__ = [
-    "GGN", "KFAC", "CurvatureOperator", "DenseTooLargeError", "EmpiricalFisher", "Fisher", "Hessian",
-    "SpectralDensity", "UnsupportedLayerError", "check_dense", "diag_fisher", "diag_ggn", "eigh", "eigvalsh", "ggn",
-    "hessian", "hessian_blocks", "hessian_diag", "hutchinson_diag", "hutchinson_trace", "hutchpp_trace", "kfac",
-    "lanczos", "memory_budget", "set_memory_budget", "spectral_density",
+    "GGN", "KFAC", "CurvatureOperator", "DenseTooLargeError", "EmpiricalFisher", "EmpiricalFisherOperator", "Fisher",
+    "FisherOperator", "GGNOperator", "Hessian", "HessianOperator", "KFACOperator", "SpectralDensity",
+    "UnsupportedLayerError", "check_dense", "diag_fisher", "diag_ggn", "eigh", "eigvalsh", "ggn", "hessian",
+    "hessian_blocks", "hessian_diag", "hutchinson_diag", "hutchinson_trace", "hutchpp_trace", "kfac", "lanczos",
+    "memory_budget", "set_memory_budget", "spectral_density", "study",
 ]

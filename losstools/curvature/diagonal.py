@@ -9,9 +9,10 @@ All are of the **mean** loss over all the data (batches and ranks, see ``Objecti
 - empirical Fisher: (1/Z) sum_n (d l_n / d theta)^2 with the data's own labels.
 
 :func:`layer_diagonal` works per layer by hooks on nn.Linear / nn.Conv2d (see :mod:`.layers`): one
-forward and one batched backward pass per chunk of examples (memory bounded by the chunk), about C + 1 gradients for C outputs (exact) or
-``mc_samples`` + 1 (Monte-Carlo). :func:`per_example_diagonal` handles any other layer with per-example
-vector-Jacobian products (``vmap`` over examples), at about C gradients' flops but more memory.
+forward and one batched backward pass per chunk of examples (memory bounded by the chunk), about C + 1
+gradients for C outputs (exact) or ``mc_samples`` + 1 (Monte-Carlo). :func:`per_example_diagonal` handles any
+other layer with per-example vector-Jacobian products (``vmap`` over examples), at about C gradients' flops but
+more memory.
 """
 from __future__ import annotations
 

@@ -57,7 +57,8 @@ class KFAC(CurvatureOperator):
             """Views (A_l, G_l) of one flat buffer holding every layer's factors."""
             out, start = [], 0
             for i, o in sizes:
-                out.append((flat[start : start + i * i].view(i, i), flat[start + i * i : start + i * i + o * o].view(o, o)))
+                out.append((flat[start : start + i * i].view(i, i),
+                            flat[start + i * i : start + i * i + o * o].view(o, o)))
                 start += i * i + o * o
             return out
 
@@ -73,7 +74,8 @@ class KFAC(CurvatureOperator):
                                  "K-FAC factors")
         # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
         # by ratio = N / Z (1 for unweighted cross-entropy)
-        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device), (1,)))
+        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device),
+                                    (1,)))
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, (A, G) in zip(self.layers, split(flat)):
             self.factors[layer.name] = (A if ratio == 1 else A.div_(ratio), G)

@@ -25,9 +25,9 @@ from torch import nn
 from torch.func import grad, jacrev, vmap
 from tqdm.auto import tqdm
 
+from .. import _progress
 from .._loss import LossTerms
 from ..objective import Objective
-from .. import _progress
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 _CHUNK_ELEMENTS = 2**25  # per-example gradients materialised at once (T > 1 layers)

@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
-from torch.func import vmap
 
 from .. import _autodiff
-from .._validate import positive_int
 from .._distributed import all_reduce_sum
+from .._validate import positive_int
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
@@ -142,7 +141,8 @@ class CurvatureOperator:
         return LinearOperator(self.shape, matvec=apply, rmatvec=apply, matmat=apply, dtype=np_dtype)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(P={self.num_params}, N={self.num_examples}, dtype={self.dtype}, device={self.device})"
+        return (f"{type(self).__name__}(P={self.num_params}, N={self.num_examples}, dtype={self.dtype}, "
+                f"device={self.device})")
 
 
 class Hessian(CurvatureOperator):
@@ -178,7 +178,8 @@ class Hessian(CurvatureOperator):
 def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
     """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
     loss = obj.loss_terms.loss_fn
-    if softmax_cross_entropy(loss, out):  # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+    # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+    if softmax_cross_entropy(loss, out):
         p = torch.softmax(out, -1)
         return class_weights(loss, y, out.dtype)[:, None] * p * (JM - (JM * p).sum(-1, keepdim=True))
     flat = JM.reshape(len(JM), -1).T  # (outputs, k)

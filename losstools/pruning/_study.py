@@ -25,12 +25,12 @@ from .. import data as datasets
 from .. import models
 from .._validate import choice, finite, fraction, int_list, positive_int, usable_device
 from ..data import Dataset
+from .criteria import check_criterion
 from .finetuning import error, finetune
 from .loop import prune
 from .masks import SCOPES
-from .criteria import check_criterion
 from .schedules import SCHEDULES
-from .statistics import SALIENCY_CURVATURES, check_curvature
+from .statistics import check_curvature
 
 PAPER_REGS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 PAPER_CRITERIA = ("mp", "obd", "lm", "qm")  # the column order of the paper's tables
@@ -228,9 +228,10 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     MNIST data: 784-300-100-10 tanh MLP, Kaiming-normal initialisation, SGD lr 0.01 momentum 0.9 weight
     decay 5e-4, batch 100, 100 epochs with the best epoch by validation error, kappa = 0.98847, 1000
     samples per step, exact GGN diagonal, fine-tuning for ``finetune_epochs="auto"``: about
-    :data:`FINETUNE_UPDATES` optimiser steps, :func:`finetune_epochs_for`, 20 epochs on mnist5k) or ``"quick"`` (the default otherwise:
-    PyTorch's initialisation, Adam lr 1e-3, kappa = 0.9). ``model="lenet5"`` uses the LeNet-5-like CNN
-    (``data="mnist5k"`` is then loaded as 28x28 images; the paper's CNN sparsity is :data:`CNN_SPARSITY`).
+    :data:`FINETUNE_UPDATES` optimiser steps, :func:`finetune_epochs_for`, 20 epochs on mnist5k) or ``"quick"``
+    (the default otherwise: PyTorch's initialisation, Adam lr 1e-3, kappa = 0.9). ``model="lenet5"`` uses the
+    LeNet-5-like CNN (``data="mnist5k"`` is then loaded as 28x28 images; the paper's CNN sparsity is
+    :data:`CNN_SPARSITY`).
 
     For each seed the network is trained on ``data`` (a name in :data:`DATA_SETS`, loaded with that seed;
     a :class:`Dataset`; or a function seed -> Dataset) and cached as ``base_seed<seed>.pt``. Each run

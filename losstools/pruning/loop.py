@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 from .._validate import choice, finite, positive_int
 from ..data import Dataset
 from ..objective import WEIGHTS, Batch, Objective
+from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
 from .masks import SCOPES, Masks, apply_masks_, count, full_masks, select
 from .obs import obs_remove
-from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
 from .schedules import schedule as make_schedule
 from .statistics import check_curvature, curvature_diagonal, curvature_matrix, loss_and_gradient
 
@@ -66,7 +66,8 @@ def _training_pair(data) -> Batch:
             raise ValueError("data yielded no batches (an exhausted generator?); pass the data again or a DataLoader")
         X, y = torch.cat(xs), torch.cat(ys)
     if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"data must hold at least one example with as many targets as inputs, got {len(X)} and {len(y)}")
+        raise ValueError(f"data must hold at least one example with as many targets as inputs, "
+                         f"got {len(X)} and {len(y)}")
     if not X.is_floating_point():
         raise TypeError(f"inputs X must be floating point (the model's parameters are), got {X.dtype}; "
                         f"convert them with X.float() (or X.double() for a float64 model)")
@@ -88,7 +89,8 @@ def _obs_step(net: nn.Module, loss_fn: Callable, sample: Batch, masks: Masks, ta
     obj = Objective(net, loss_fn, sample, WEIGHTS)
     theta = obj.theta
     alive = torch.cat([masks[n].reshape(-1) for n in obj.names])
-    parts = torch.arange(len(obj.sizes), device=alive.device).repeat_interleave(torch.tensor(obj.sizes, device=alive.device))
+    parts = torch.arange(len(obj.sizes), device=alive.device).repeat_interleave(
+        torch.tensor(obj.sizes, device=alive.device))
     groups = [torch.ones_like(alive)] if scope == "global" else [parts == k for k in range(len(obj.sizes))]
     for group in groups:
         total = int(group.sum())

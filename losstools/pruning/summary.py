@@ -56,7 +56,8 @@ def complete_seeds(records: Sequence[dict]) -> list[int]:
     return sorted(seed for seed, runs in ran.items() if runs == grid)
 
 
-def summarise(records: Sequence[dict], label: str, settings: dict | None = None, wall_seconds: dict | None = None) -> dict:
+def summarise(records: Sequence[dict], label: str, settings: dict | None = None,
+              wall_seconds: dict | None = None) -> dict:
     """Tables 1 and 2 (mean, std, seeds per criterion), compact runs, the best QM run's history, timings."""
     records = list(records)
     multi = [r for r in records if r["criterion"] != "mp"]
