@@ -1,0 +1,81 @@
+"""Inputs as users write them: each works (checked against plain autograd) or is refused with a message that
+names the cause and the fix, and the user's model is never changed (issue 18, "Found with a raw error")."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import losstools as lt
+from losstools.curvature import diag_fisher, diag_ggn
+
+from .conftest import tiny_classification, tiny_mlp
+
+
+def _snapshot(model: nn.Module) -> dict:
+    """Everything about a model the library must leave alone: tensors (values, identity), hooks, structure."""
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
+        "params": {k: id(p) for k, p in model.named_parameters(remove_duplicate=False)},
+        "hooks": [(n, dict(m._forward_pre_hooks), dict(m._forward_hooks), dict(m._backward_hooks))
+                  for n, m in model.named_modules()],
+        "attrs": {n: sorted(vars(m)) for n, m in model.named_modules()},
+    }
+
+
+def _assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = _snapshot(model)
+    assert after["ids"] == before["ids"] and after["params"] == before["params"]
+    assert after["attrs"] == before["attrs"]
+    assert [(n, list(a), list(b), list(c)) for n, a, b, c in after["hooks"]] == \
+        [(n, list(a), list(b), list(c)) for n, a, b, c in before["hooks"]]
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key
+
+
+# ----------------------------------------------------------------------- 1. one form per name
+@pytest.mark.parametrize("name", ["hessian", "hessian_diag", "hessian_blocks", "ggn"])
+def test_exact_functions_take_a_model_loss_and_data(name):
+    net, loss_fn, data = tiny_mlp(), nn.CrossEntropyLoss(), tiny_classification()
+    fn = getattr(lt, name)
+    by_objective = fn(lt.Objective(net, loss_fn, data, params="weights"))
+    by_model = fn(net, loss_fn, data, params="weights")
+    if isinstance(by_model, dict):
+        assert by_model.keys() == by_objective.keys()
+        by_model, by_objective = torch.cat([b.flatten() for b in by_model.values()]), \
+            torch.cat([b.flatten() for b in by_objective.values()])
+    assert torch.equal(by_model, by_objective)
+
+
+def test_exact_functions_keep_their_keywords_and_positional_theta():
+    net, loss_fn, data = tiny_mlp(), nn.CrossEntropyLoss(), tiny_classification()
+    obj = lt.Objective(net, loss_fn, data)
+    theta = obj.theta + 0.1
+    H = lt.hessian(obj, theta=theta)
+    torch.testing.assert_close(lt.hessian(obj, theta=theta, chunk_size=3, max_bytes=2**30), H, rtol=1e-12, atol=1e-14)
+    assert torch.equal(lt.hessian(obj, theta), H)  # positional theta after an Objective, as before
+    assert torch.equal(lt.hessian(net, loss_fn, data, theta=theta), H)
+    torch.testing.assert_close(lt.hessian_diag(net, loss_fn, data, theta=theta), H.diag(), rtol=1e-10, atol=1e-13)
+    with pytest.raises(TypeError, match="theta given twice"):
+        lt.hessian(obj, theta, theta=theta)
+    with pytest.raises(TypeError, match="not both"):
+        lt.ggn(obj, loss_fn, data)
+    with pytest.raises(TypeError, match="needs loss_fn and data"):
+        lt.ggn(net, loss_fn)
+
+
+@pytest.mark.parametrize("which", ["ggn", "ggn-mc", "fisher-empirical", "fisher-true", "fisher-mc"])
+def test_diagonal_wrappers_take_an_objective(which):
+    net, loss_fn, data = tiny_mlp(), nn.CrossEntropyLoss(), tiny_classification()
+    obj = lt.Objective(net, loss_fn, data, params="weights")
+    if which.startswith("ggn"):
+        kw = {"mc_samples": 3} if which == "ggn-mc" else {}
+        by_model, by_objective = diag_ggn(net, loss_fn, data, params="weights", **kw), diag_ggn(obj, **kw)
+    else:
+        kw = {"kind": which.split("-")[1], "mc_samples": 2}
+        by_model, by_objective = diag_fisher(net, loss_fn, data, params="weights", **kw), diag_fisher(obj, **kw)
+    assert by_model.keys() == by_objective.keys() == set(obj.names)
+    for name in obj.names:
+        assert torch.equal(by_model[name], by_objective[name])
