@@ -1,7 +1,5 @@
 """Inputs as users write them: each works (checked against plain autograd) or is refused with a message that
 names the cause and the fix, and the user's model is never changed (issue 18, "Found with a raw error")."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -79,3 +77,45 @@ def test_diagonal_wrappers_take_an_objective(which):
     assert by_model.keys() == by_objective.keys() == set(obj.names)
     for name in obj.names:
         assert torch.equal(by_model[name], by_objective[name])
+
+
+# ----------------------------------------------------------------------- 2. a list of per-example pairs
+def test_per_example_pairs_are_collated_into_one_batch():
+    net, loss_fn = tiny_mlp(), nn.CrossEntropyLoss()
+    X, y = tiny_classification()
+    examples = [(x, t) for x, t in zip(X, y)]  # x (3,), t 0-d: what a map-style Dataset yields
+    assert examples[0][0].shape == (3,) and examples[0][1].ndim == 0
+    by_examples, stacked = lt.Objective(net, loss_fn, examples), lt.Objective(net, loss_fn, (X, y))
+    assert by_examples.num_examples == len(X)
+    assert torch.equal(by_examples.loss(), stacked.loss())
+    assert torch.equal(by_examples.grad(), stacked.grad())
+    # and the same against plain autograd on the user's model
+    net.zero_grad()
+    loss = loss_fn(net(X), y)
+    loss.backward()
+    torch.testing.assert_close(by_examples.loss(), loss.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(by_examples.grad(), torch.cat([p.grad.flatten() for p in net.parameters()]),
+                               rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(lt.hessian(net, loss_fn, examples), lt.hessian(stacked), rtol=1e-12, atol=1e-15)
+
+
+def test_per_example_regression_pairs_with_scalar_targets():
+    net = tiny_mlp((3, 4, 1))
+    X = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.randn(10, dtype=torch.float64)
+    loss_fn = lambda out, t: F.mse_loss(out.squeeze(-1), t)  # noqa: E731
+    examples = list(zip(X, y))
+    assert torch.equal(lt.Objective(net, loss_fn, examples).grad(), lt.Objective(net, loss_fn, (X, y)).grad())
+
+
+def test_unbatched_examples_that_cannot_be_collated_are_refused_clearly():
+    net, loss_fn = tiny_mlp(), nn.CrossEntropyLoss()
+    X, y = tiny_classification()
+    ragged = [(X[0], y[0]), (X[1, :2], y[1])]
+    with pytest.raises(ValueError, match=r"different shapes.*default_collate"):
+        lt.Objective(net, loss_fn, ragged)
+    with pytest.raises(ValueError, match=r"one example.*batch axis"):
+        lt.Objective(net, loss_fn, (X[0], y[0]))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=None)  # no batching
+    with pytest.raises(ValueError, match=r"batch 0 is a single example.*default_collate.*DataLoader"):
+        lt.Objective(net, loss_fn, loader)
