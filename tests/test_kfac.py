@@ -52,7 +52,7 @@ def test_factors_match_their_definition(name):
     obj = lt.Objective(model, loss_fn, data)
     from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
 
-    layers = supported_layers(obj.model, obj.names, "test")
+    layers = supported_layers(obj, "test")
     vectors = lambda o, t: output_vectors("exact", obj.loss_terms, o, t)  # noqa: E731
     (pairs,) = backpropagate(obj, layers, obj.theta, *data, vectors)
     by_column = list(backpropagate(obj, layers, obj.theta, *data, vectors, by_column=True))

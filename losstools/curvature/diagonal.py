@@ -32,7 +32,7 @@ _CHUNK_BYTES = 2**28  # per-example gradients held at once in per_example_diagon
 def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
                    what: str = "GGN diagonal") -> torch.Tensor:
     """The flat (P,) diagonal of (1/Z) sum_n J_n^T V_n V_n^T J_n, ``V = vectors(out, y)`` (B, C, K), by hooks."""
-    layers = supported_layers(obj.model, obj.names, what)
+    layers = supported_layers(obj, what)
     by_column = any(isinstance(layer.module, nn.Conv2d) for layer in layers)  # see backpropagate
 
     def batch_sum(X, y):

@@ -43,7 +43,7 @@ class KFAC(CurvatureOperator):
         super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
         obj = self.objective
         self.kind = kind
-        self.layers = supported_layers(obj.model, obj.names, "K-FAC")
+        self.layers = supported_layers(obj, "K-FAC")
         gen = generator(seed, self.device) if kind == "mc" else None
         sizes = [((layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0),
                   layer.module.weight.shape[0]) for layer in self.layers]
