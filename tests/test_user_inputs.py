@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import losstools as lt
+from losstools._loss import LossError
 from losstools.curvature import diag_fisher, diag_ggn
 
 from .conftest import tiny_classification, tiny_mlp
@@ -119,3 +120,74 @@ def test_unbatched_examples_that_cannot_be_collated_are_refused_clearly():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=None)  # no batching
     with pytest.raises(ValueError, match=r"batch 0 is a single example.*default_collate.*DataLoader"):
         lt.Objective(net, loss_fn, loader)
+
+
+# ----------------------------------------------------------------------- 3. class targets of the wrong kind
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(), nn.NLLLoss()], ids=["cross-entropy", "nll"])
+def test_class_targets_of_the_wrong_dtype_or_shape_are_refused(loss_fn):
+    net = tiny_mlp() if isinstance(loss_fn, nn.CrossEntropyLoss) else nn.Sequential(tiny_mlp(), nn.LogSoftmax(-1))
+    X, y = tiny_classification()
+    with pytest.raises(LossError, match=r"class indices must be integers: pass y\.long\(\)"):
+        lt.Objective(net, loss_fn, (X, y.double()))
+    with pytest.raises(LossError, match=r"targets of shape \(N, 1\), one column: use y\.view\(-1\)"):
+        lt.Objective(net, loss_fn, (X, y.view(-1, 1)))
+    with pytest.raises(LossError, match=r"class indices must be integers"):  # a loader's batches are checked too
+        lt.Objective(net, loss_fn, [(X[:6], y[:6].float()), (X[6:], y[6:].float())])
+
+
+def test_class_probabilities_of_the_outputs_shape_are_still_valid():
+    net, loss_fn = tiny_mlp(), nn.CrossEntropyLoss()
+    X, y = tiny_classification()
+    P = torch.softmax(torch.randn(len(y), 3, dtype=torch.float64), -1)
+    obj = lt.Objective(net, loss_fn, (X, P))
+    torch.testing.assert_close(obj.loss(), loss_fn(net(X), P).detach(), rtol=1e-12, atol=0)
+    hard = lt.Objective(net, loss_fn, (X, F.one_hot(y, 3).double()))  # one-hot probabilities = the class indices
+    torch.testing.assert_close(hard.grad(), lt.Objective(net, loss_fn, (X, y)).grad(), rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------- 4. a model returning a tuple or dict
+class WithHidden(nn.Module):
+    """Returns (logits, hidden) or {"logits": ..., "hidden": ...}, as many research models do."""
+
+    def __init__(self, as_dict: bool = False):
+        super().__init__()
+        self.body, self.head, self.as_dict = nn.Linear(3, 4), nn.Linear(4, 3), as_dict
+
+    def forward(self, x):
+        hidden = torch.tanh(self.body(x))
+        logits = self.head(hidden)
+        return {"logits": logits, "hidden": hidden} if self.as_dict else (logits, hidden)
+
+
+def _oracle(model, loss_fn, X, y, v):
+    """Loss, gradient and Hessian-vector product of loss_fn(model(X), y) by plain autograd (double backward)."""
+    params = list(model.parameters())
+    loss = loss_fn(model(X), y)
+    g = torch.autograd.grad(loss, params, create_graph=True)
+    g = torch.cat([t.flatten() for t in g])
+    Hv = torch.autograd.grad(g @ v, params)
+    return loss.detach(), g.detach(), torch.cat([t.flatten() for t in Hv])
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["tuple", "dict"])
+def test_a_callable_loss_that_picks_the_logits_of_a_tuple_or_dict(as_dict):
+    torch.manual_seed(1)
+    model = WithHidden(as_dict).double()
+    loss_fn = (lambda out, y: F.cross_entropy(out["logits"], y)) if as_dict else \
+        (lambda out, y: F.cross_entropy(out[0], y))
+    X, y = tiny_classification(n=10)
+    before = _snapshot(model)
+    for data in [(X, y), [(X[:7], y[:7]), (X[7:], y[7:])]]:  # one batch, and two of unequal size
+        obj = lt.Objective(model, loss_fn, data)
+        v = torch.randn(obj.num_params, dtype=torch.float64)
+        loss, g, Hv = _oracle(model, loss_fn, X, y, v)
+        torch.testing.assert_close(obj.loss(), loss, rtol=1e-12, atol=0)
+        torch.testing.assert_close(obj.grad(), g, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(obj.hvp(v), Hv, rtol=1e-10, atol=1e-13)
+    _assert_unchanged(model, before)
+    try:
+        lt.curvature.GGN(obj)
+    except ValueError as err:
+        assert "wrap the model" in str(err) and type(model(X)).__name__ in str(err)
+    else:
+        pytest.skip("GGN does not refuse tuple/dict outputs yet (the refusal is the lead's, in operators.py)")
