@@ -95,7 +95,7 @@ def run(quantity: str, method: str, model, loss_fn, X, y, names, extra: dict):
     data, params = (X, y), [p for p in model.parameters() if p.requires_grad]
     flat = lambda d: torch.cat([t.reshape(-1) for t in d.values()])  # noqa: E731
     if method == "losstools":
-        H = lambda: C.HessianOperator(model, loss_fn, data, params=names)  # noqa: E731
+        H = lambda: C.Hessian(model, loss_fn, data, params=names)  # noqa: E731
         if quantity == "GGN diagonal, exact":
             return flat(C.diag_ggn(model, loss_fn, data, params=names))
         if quantity.startswith("Fisher diagonal, MC"):
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"CNN: {total:,} parameters ({P:,} in Conv2d/Linear), batch {args.batch}, {args.device}, one thread")
     extra = {}
     if any(q.startswith("spectral") for q in args.quantities):  # common boundaries for curvlinops' density
-        H = C.HessianOperator(model, loss_fn, (X, y), params=names)
+        H = C.Hessian(model, loss_fn, (X, y), params=names)
         top = float(C.lanczos(H, k=1, tol=1e-2, progress=False)[0][0])
         extra["boundaries"] = [-top, top]
     rows = []

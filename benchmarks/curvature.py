@@ -71,7 +71,7 @@ def speed_table(name: str, repeat: int, probes: int):
     exact Hessian diagonal (None without BackPACK or with max-pooling)."""
     model, loss_fn, X, y = problem(name)
     data, params = (X, y), list(model.parameters())
-    hessian, ggn = C.HessianOperator(model, loss_fn, data), C.GGNOperator(model, loss_fn, data)
+    hessian, ggn = C.Hessian(model, loss_fn, data), C.GGN(model, loss_fn, data)
     v = torch.randn(hessian.num_params, generator=torch.Generator().manual_seed(1))
 
     def gradient():
@@ -211,7 +211,7 @@ def pyhessian_trace(op, tol=1e-3, max_iter=100, seed=0):
 
 
 def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dict]:
-    op = C.HessianOperator(model, loss_fn, data)
+    op = C.Hessian(model, loss_fn, data)
     reference = float(C.lanczos(op, k=1, tol=1e-8, max_steps=200)[0][0])
     rows = []
     for seed in range(seeds):

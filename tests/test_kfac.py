@@ -97,7 +97,7 @@ def test_monte_carlo_and_empirical_kfac():
     X, y = tiny_classification(n=1)
     one = nn.Sequential(nn.Linear(3, 3)).double()
     torch.testing.assert_close(C.kfac(one, loss_fn, (X, y), kind="empirical").to_dense(),
-                               C.EmpiricalFisherOperator(one, loss_fn, (X, y)).to_dense())
+                               C.EmpiricalFisher(one, loss_fn, (X, y)).to_dense())
     with pytest.raises(ValueError, match="unknown K-FAC kind"):
         C.kfac(model, loss_fn, data, kind="true")
     with pytest.raises(ValueError, match="mc_samples must be an integer >= 1"):

@@ -143,5 +143,3 @@ def kfac(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kin
     """
     return KFAC(model, loss_fn, data, params, kind=kind, mc_samples=mc_samples, seed=seed, progress=progress)
 
-
-KFACOperator = KFAC  # the name of earlier releases

@@ -420,6 +420,3 @@ class EmpiricalFisher(_GGNFamily):
             raise ValueError("the model's output for one example depends on the other examples of its batch (batch "
                              "statistics?), so an example's own gradient, and the empirical Fisher, are undefined; "
                              "use the GGN or the Fisher, whose products are defined for the batch as a whole")
-
-# the names of earlier releases, kept so that code written for them runs unchanged
-HessianOperator, GGNOperator, FisherOperator, EmpiricalFisherOperator = Hessian, GGN, Fisher, EmpiricalFisher
