@@ -1,5 +1,6 @@
 """Inputs as users write them: each works (checked against plain autograd) or is refused with a message that
 names the cause and the fix, and the user's model is never changed (issue 18, "Found with a raw error")."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -191,3 +192,36 @@ def test_a_callable_loss_that_picks_the_logits_of_a_tuple_or_dict(as_dict):
         assert "wrap the model" in str(err) and type(model(X)).__name__ in str(err)
     else:
         pytest.skip("GGN does not refuse tuple/dict outputs yet (the refusal is the lead's, in operators.py)")
+
+
+# ----------------------------------------------------------------------- 5. Taylor profiles of recurrent models
+class Recurrent(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.rnn, self.head = getattr(nn, kind)(3, 4, batch_first=True), nn.Linear(4, 2)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+@pytest.mark.parametrize("decided_up_front", [True, False], ids=["known-recurrent", "caught-batching-error"])
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_taylor_profile_of_recurrent_models(kind, decided_up_front, monkeypatch):
+    from losstools import taylor
+
+    if not decided_up_front:  # take the vmap path and let torch's batching-rule error send it to the loop
+        monkeypatch.setattr(taylor, "_vmap_may_work", lambda obj: True)
+    torch.manual_seed(0)
+    net = Recurrent(kind).double().eval()
+    X, y = torch.randn(6, 5, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+    obj = lt.Objective(net, nn.CrossEntropyLoss(), [(X[:4], y[:4]), (X[4:], y[4:])])
+    d = torch.randn(obj.num_params, dtype=torch.float64)
+    steps = np.concatenate([[-0.3], np.logspace(-3, -0.3, 8)])
+    p = taylor.profile(obj, d, steps, chunk_size=4)  # three chunks of steps (with t = 0)
+    theta0 = obj.theta
+    one_at_a_time = np.array([(obj.loss(theta0 + t * d) - obj.loss(theta0)).item() for t in steps])
+    np.testing.assert_allclose(p.actual, one_at_a_time, rtol=1e-9, atol=1e-15)
+    assert p.slope == pytest.approx((obj.grad() @ d).item(), rel=1e-12)
+    assert p.curvature == pytest.approx((d @ obj.hvp(d)).item(), rel=1e-9)
+    assert p.order("linear") == pytest.approx(2, abs=0.2)
