@@ -22,13 +22,15 @@ def _snapshot(model: nn.Module) -> dict:
         "hooks": [(n, dict(m._forward_pre_hooks), dict(m._forward_hooks), dict(m._backward_hooks))
                   for n, m in model.named_modules()],
         "attrs": {n: sorted(vars(m)) for n, m in model.named_modules()},
+        "tensor_attrs": {(n, k): id(v) for n, m in model.named_modules() for k, v in vars(m).items()
+                         if torch.is_tensor(v)},  # e.g. the weight torch.nn.utils.prune computes
     }
 
 
 def _assert_unchanged(model: nn.Module, before: dict) -> None:
     after = _snapshot(model)
     assert after["ids"] == before["ids"] and after["params"] == before["params"]
-    assert after["attrs"] == before["attrs"]
+    assert after["attrs"] == before["attrs"] and after["tensor_attrs"] == before["tensor_attrs"]
     assert [(n, list(a), list(b), list(c)) for n, a, b, c in after["hooks"]] == \
         [(n, list(a), list(b), list(c)) for n, a, b, c in before["hooks"]]
     for key, value in before["state"].items():
@@ -225,3 +227,73 @@ def test_taylor_profile_of_recurrent_models(kind, decided_up_front, monkeypatch)
     assert p.slope == pytest.approx((obj.grad() @ d).item(), rel=1e-12)
     assert p.curvature == pytest.approx((d @ obj.hvp(d)).item(), rel=1e-9)
     assert p.order("linear") == pytest.approx(2, abs=0.2)
+
+
+# ----------------------------------------------------------------------- 6. pruning pruned and tied models
+def _masked_net():
+    from torch.nn.utils import prune as torch_prune
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    torch_prune.l1_unstructured(net[0], "weight", amount=0.3)  # 6 of 20 weights
+    X, y = torch.randn(40, 4, dtype=torch.float64), torch.randint(0, 3, (40,))
+    net(X)  # after a forward pass, net[0].weight is a non-leaf tensor that deepcopy refuses
+    return net, X, y
+
+
+@pytest.mark.parametrize("criterion", ["qm", "obd", "obs"])
+def test_prune_a_model_with_torch_prune_masks(criterion):
+    net, X, y = _masked_net()
+    user_mask = net[0].weight_mask.clone().bool()
+    before = _snapshot(net)
+    loss_fn = nn.CrossEntropyLoss()
+    result = lt.pruning.prune(net, loss_fn, (X, y), criterion, sparsity=0.5, steps=2)
+    _assert_unchanged(net, before)
+    assert not (result.masks["0.weight"] & ~user_mask).any()  # the weights the user pruned stay pruned
+    assert result.sparsity == pytest.approx(0.5, abs=0.02)
+    assert dict(result.model.named_parameters()).keys() == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert not any(m._forward_pre_hooks for m in result.model.modules())  # plain weights, pruned entries zero
+    for name, mask in result.masks.items():
+        assert (result.model.get_parameter(name)[~mask] == 0).all()
+    with torch.no_grad():  # the first step starts from the user's masked model
+        assert result.history[0]["loss_before"] == pytest.approx(loss_fn(net(X), y).item(), rel=1e-12)
+
+
+def test_copying_a_torch_pruned_model_leaves_it_unchanged():
+    net, X, _ = _masked_net()
+    with torch.no_grad():
+        expected = net(X)  # a forward pass recomputes net[0].weight: before the snapshot
+    before = _snapshot(net)
+    copies = lt.pruning.copy_pruned(net), lt.pruning.make_permanent(net)
+    _assert_unchanged(net, before)
+    for copy_ in copies:
+        torch.testing.assert_close(copy_(X), expected, rtol=0, atol=0)
+    _assert_unchanged(net, before)
+
+
+class TiedToAModuleParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Parameter(torch.randn(4, 4, dtype=torch.float64))
+        self.a, self.b = nn.Linear(4, 4).double(), nn.Linear(4, 3).double()
+        self.a.weight = self.shared
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+@pytest.mark.parametrize("how", ["two-layers", "module-parameter"])
+def test_prune_refuses_shared_weights(how):
+    torch.manual_seed(0)
+    if how == "two-layers":
+        net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+        net[2].weight = net[0].weight
+        names = r"0\.weight = 2\.weight"
+    else:
+        net, names = TiedToAModuleParameter(), r"shared = a\.weight"
+    X, y = torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,))
+    before = _snapshot(net)
+    with pytest.raises(ValueError, match=rf"shares one nn\.Parameter between layers \({names}\).*cannot be pruned "
+                                         r"per layer.*Untie the weights"):
+        lt.pruning.prune(net, nn.CrossEntropyLoss(), (X, y), "qm", sparsity=0.5)
+    _assert_unchanged(net, before)

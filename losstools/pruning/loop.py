@@ -1,7 +1,6 @@
 """Algorithm 1 of the paper: iterative pruning without training in between."""
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -14,7 +13,7 @@ from .._validate import choice, finite, positive_int
 from ..data import Dataset
 from ..objective import WEIGHTS, Batch, Objective
 from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
-from .masks import SCOPES, Masks, apply_masks_, count, full_masks, select
+from .masks import SCOPES, Masks, apply_masks_, count, plain_copy, refuse_shared_weights, select
 from .obs import obs_remove
 from .schedules import schedule as make_schedule
 from .statistics import check_curvature, curvature_diagonal, curvature_matrix, loss_and_gradient
@@ -122,6 +121,11 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch | Iterable[
     ``model`` is not changed. ``data`` is a :class:`Dataset` (its train split is used), an (X, y) pair,
     or a DataLoader / iterable of (X, y) batches (concatenated once).
 
+    A model pruned before with ``torch.nn.utils.prune`` is pruned further: its masks are the starting masks
+    (those weights stay pruned and count towards ``sparsity``), and ``result.model`` holds plain weights with
+    the pruned entries zero (``to_torch_prune(result.model, result.masks)`` re-attaches masks). Weights shared
+    between layers (one nn.Parameter) are refused: untie them first.
+
     >>> from losstools import data, models
     >>> ds = data.digits(); net = models.mlp([64, 16, 10]); _ = models.train(net, ds, 30, progress=False)
     >>> result = prune(net, nn.CrossEntropyLoss(), ds, "qm", sparsity=0.8, steps=4)
@@ -137,8 +141,9 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch | Iterable[
     seed = positive_int(seed, "seed", minimum=0)
     choice(scope, SCOPES, "scope")
     X, y = _training_pair(data)
-    net = copy.deepcopy(model).eval()
-    masks = full_masks(net)
+    refuse_shared_weights(model)
+    net, masks = plain_copy(model)  # torch.nn.utils.prune masks: made permanent in the copy, kept as masks
+    net.eval()
     first = next(iter(net.parameters()))
     X = X.to(first.device, first.dtype if X.is_floating_point() else None)
     y = y.to(first.device, first.dtype if y.is_floating_point() else None)
