@@ -297,3 +297,48 @@ def test_prune_refuses_shared_weights(how):
                                          r"per layer.*Untie the weights"):
         lt.pruning.prune(net, nn.CrossEntropyLoss(), (X, y), "qm", sparsity=0.5)
     _assert_unchanged(net, before)
+
+
+# ----------------------------------------------------------------------- 7. forward passes that write into tensors
+class Counting(nn.Module):
+    """Counts its calls in a buffer, in place, in forward (eval mode too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 3).double()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.linear(x)
+
+
+def _refusal(model, loss_fn, data) -> str:
+    try:
+        lt.Objective(model, loss_fn, data)
+    except ValueError as err:
+        return str(err)
+    pytest.skip("Objective does not refuse a forward pass that writes into its tensors yet (the lead's, objective.py)")
+
+
+def test_a_forward_that_updates_a_buffer_in_place_is_refused():
+    net = Counting().eval()
+    before = _snapshot(net)
+    message = _refusal(net, nn.CrossEntropyLoss(), tiny_classification())
+    assert "calls" in message and "in place" in message and "buffer" in message
+    _assert_unchanged(net, before)
+    assert net.calls.item() == 0
+
+
+def test_an_embedding_with_max_norm_is_refused():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(6, 4, max_norm=1.0), nn.Flatten(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        net[0].weight.mul_(5)  # rows of norm above max_norm: a forward pass would renormalise them in place
+    X, y = torch.randint(0, 6, (10, 2)), torch.randint(0, 3, (10,))
+    before = _snapshot(net)
+    weight = net[0].weight.detach().clone()
+    message = _refusal(net, nn.CrossEntropyLoss(), (X, y))
+    assert "max_norm" in message and "0.weight" in message
+    _assert_unchanged(net, before)
+    assert torch.equal(net[0].weight, weight)
