@@ -22,8 +22,8 @@ import torch
 
 from ._distributed import all_reduce_min
 
-TOLERANCE = 1e-5  # relative: float64 round-off and O(step^2) truncation stay far below; wrong rules are % off
-STEPS = (1e-4, 1e-6, 1e-8)  # finite-difference steps relative to max(1, |theta|_inf)
+TOLERANCE = 1e-4  # relative: float64 round-off and O(step^2) truncation stay far below; wrong rules are % off
+STEPS = (1e-3, 1e-5, 1e-7)  # finite-difference steps relative to max(1, |theta|_inf)
 PROBE_EXAMPLES = 4
 COORDINATES = 3  # random coordinates on which a fast path is compared with products
 
@@ -64,7 +64,7 @@ def central_difference(f: Callable[[torch.Tensor], torch.Tensor], theta: torch.T
 def matches_differences(product: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
                         v: torch.Tensor) -> float:
     """The relative error of ``product`` (a derivative of f along v), the smallest over three step sizes (a kink is
-    straddled by ever fewer units as the step shrinks; float64 round-off stays near 1e-8 at the smallest)."""
+    straddled by ever fewer units as the step shrinks; float64 round-off stays below 1e-7 at the smallest)."""
     errors = []
     for step in STEPS:
         errors.append(relative_error(product, central_difference(f, theta, v, step)))

@@ -440,7 +440,7 @@ class Objective:
 
         gen = torch.Generator(device=self.device).manual_seed(0)
         try:
-            agree = _autodiff.paths_agree(loss, outputs, self._theta.double(), gen)
+            agree = _autodiff.paths_agree(loss, outputs if self.output_is_tensor else None, self._theta.double(), gen)
         except (RuntimeError, NotImplementedError) as err:
             raise ValueError(f"the loss cannot be differentiated twice with respect to the parameters: {err}") from err
         return agree

@@ -65,6 +65,9 @@ def supported_layers(obj: Objective, what: str) -> list[Layer]:
             problem = f"{mname!r} is a Conv2d with groups={module.groups}, padding_mode={module.padding_mode!r}"
         elif not plain(module):
             problem = f"{mname!r} has hooks or parametrizations that change what it computes"
+        elif not obj.output_is_tensor:
+            problem = (f"the model returns a {obj.output_type}: wrap it so that it returns the one tensor the loss "
+                       "compares with the targets")
         elif not obj.examples_independent:
             problem = "the model's output for one example depends on other examples of the batch"
         elif not obj.structure.uses.get(pname):
