@@ -1,8 +1,8 @@
 """Approximate curvature of a ~1M-parameter CNN with BatchNorm (eval mode): losstools vs BackPACK and curvlinops.
 
-    PYTHONPATH=. python benchmarks/cnn_curvature.py          # ~10 min on one CPU thread
-    PYTHONPATH=. python benchmarks/cnn_curvature.py --quick                         # tiny CNN, batch 16: a smoke run
-    PYTHONPATH=. python benchmarks/cnn_curvature.py --device cuda                   # where a GPU exists (not measured here)
+    PYTHONPATH=. python benchmarks/cnn_curvature.py                # ~10 min on one CPU thread
+    PYTHONPATH=. python benchmarks/cnn_curvature.py --quick        # tiny CNN, batch 16: a smoke run
+    PYTHONPATH=. python benchmarks/cnn_curvature.py --device cuda  # where a GPU exists (not measured here)
 
 The net: 28x28x1 inputs, four 3x3 convolutions (32, 64, 128, 128 channels, padding 1) each followed by
 BatchNorm2d and ReLU, max-pooling after the 1st, 2nd and 4th, then Linear 1152-640, ReLU, Linear 640-10:
@@ -48,7 +48,6 @@ warnings.filterwarnings("ignore", message="Full backward hook")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules (scripts, not a package)
 import _measure  # noqa: E402
-
 
 QUANTITIES = {  # quantity -> competitors
     "GGN diagonal, exact": ["losstools", "BackPACK"],
@@ -96,7 +95,7 @@ def run(quantity: str, method: str, model, loss_fn, X, y, names, extra: dict):
     data, params = (X, y), [p for p in model.parameters() if p.requires_grad]
     flat = lambda d: torch.cat([t.reshape(-1) for t in d.values()])  # noqa: E731
     if method == "losstools":
-        H = lambda: C.HessianOperator(model, loss_fn, data, params=names)  # noqa: E731
+        H = lambda: C.Hessian(model, loss_fn, data, params=names)  # noqa: E731
         if quantity == "GGN diagonal, exact":
             return flat(C.diag_ggn(model, loss_fn, data, params=names))
         if quantity.startswith("Fisher diagonal, MC"):
@@ -175,7 +174,8 @@ def worker(quantity: str, method: str, quick: bool, batch: int, device: str, sav
     seconds = _measure.clock(device) - start
     if save:
         torch.save(result, save)
-    return {"time": seconds, "peak_mb": _measure.peak_rss_mb(), "base_mb": base, "P": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {"time": seconds, "peak_mb": _measure.peak_rss_mb(), "base_mb": base,
+            "P": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def measure(quantity, method, args, save, extra) -> dict:
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"CNN: {total:,} parameters ({P:,} in Conv2d/Linear), batch {args.batch}, {args.device}, one thread")
     extra = {}
     if any(q.startswith("spectral") for q in args.quantities):  # common boundaries for curvlinops' density
-        H = C.HessianOperator(model, loss_fn, (X, y), params=names)
+        H = C.Hessian(model, loss_fn, (X, y), params=names)
         top = float(C.lanczos(H, k=1, tol=1e-2, progress=False)[0][0])
         extra["boundaries"] = [-top, top]
     rows = []
@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| quantity | losstools s (peak RSS GB) | BackPACK s (GB) | curvlinops s (GB) | / BackPACK | / curvlinops | agreement |",
+    lines = ["| quantity | losstools s (peak RSS GB) | BackPACK s (GB) | curvlinops s (GB) | / BackPACK | / curvlinops "
+             "| agreement |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for quantity in dict.fromkeys(r["quantity"] for r in rows):
         by = {r["method"]: r for r in rows if r["quantity"] == quantity}

@@ -7,7 +7,8 @@ Problems (float32, random data and initialisation, seeded):
 - ``lenet``: LeNet-like CNN on 3x32x32 (conv 6@5x5, max-pool, conv 16@5x5, max-pool, 120, 84, 10; ReLU),
   a batch of 128, cross-entropy (62 006 parameters).
 Each time is the best of ``--repeat`` runs after a warm-up, in ms of CPU time of this process
-(``time.process_time``: on one thread it is the compute time, robust to other jobs sharing the machine). Ratios < 1 mean losstools is faster.
+(``time.process_time``: on one thread it is the compute time, robust to other jobs sharing the machine).
+Ratios < 1 mean losstools is faster.
 "Agreement" is max |ours - theirs| / max |theirs| (for estimators: the estimate's relative error vs the
 exact BackPACK diagonal). The second table counts Hessian-vector products (HVPs) for the top eigenvalue
 and the trace against PyHessian's algorithms (power iteration; Hutchinson with its stopping rule,
@@ -70,7 +71,7 @@ def speed_table(name: str, repeat: int, probes: int):
     exact Hessian diagonal (None without BackPACK or with max-pooling)."""
     model, loss_fn, X, y = problem(name)
     data, params = (X, y), list(model.parameters())
-    hessian, ggn = C.HessianOperator(model, loss_fn, data), C.GGNOperator(model, loss_fn, data)
+    hessian, ggn = C.Hessian(model, loss_fn, data), C.GGN(model, loss_fn, data)
     v = torch.randn(hessian.num_params, generator=torch.Generator().manual_seed(1))
 
     def gradient():
@@ -132,7 +133,8 @@ def speed_table(name: str, repeat: int, probes: int):
         quantities[keys[7]]["backpack"] = bp_hvp
         quantities[keys[8]]["backpack"] = bp_gvp
         run(DiagGGNExact())
-        agreement[keys[1]] = f"{relative(ours_flat(C.diag_ggn(model, loss_fn, data)), flat('diag_ggn_exact')):.1e} (BackPACK)"
+        agreement[keys[1]] = (f"{relative(ours_flat(C.diag_ggn(model, loss_fn, data)), flat('diag_ggn_exact')):.1e} "
+                              "(BackPACK)")
         run(SumGradSquared())
         ef = ours_flat(C.diag_fisher(model, loss_fn, data))
         agreement[keys[3]] = f"{relative(ef, flat('sum_grad_squared', len(X))):.1e} (BackPACK)"
@@ -157,7 +159,8 @@ def speed_table(name: str, repeat: int, probes: int):
         quantities[keys[8]]["curvlinops"] = lambda: G @ v
         K, ours_k = cl_kfac("type-2"), C.kfac(model, loss_fn, data, progress=False)
         theirs = [t for m in K._input_covariances for t in (K._input_covariances[m], K._gradient_covariances[m])]
-        agreement[keys[5]] = f"{relative([t for m in ours_k.factors for t in ours_k.factors[m]], theirs):.1e} (curvlinops)"
+        agreement[keys[5]] = (f"{relative([t for m in ours_k.factors for t in ours_k.factors[m]], theirs):.1e} "
+                              "(curvlinops)")
         agreement[keys[7]] = f"{relative(hessian @ v, H @ v):.1e} (curvlinops)"
         agreement[keys[8]] = f"{relative(ggn @ v, G @ v):.1e} (curvlinops)"
     except ImportError:
@@ -208,7 +211,7 @@ def pyhessian_trace(op, tol=1e-3, max_iter=100, seed=0):
 
 
 def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dict]:
-    op = C.HessianOperator(model, loss_fn, data)
+    op = C.Hessian(model, loss_fn, data)
     reference = float(C.lanczos(op, k=1, tol=1e-8, max_steps=200)[0][0])
     rows = []
     for seed in range(seeds):
@@ -220,7 +223,8 @@ def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dic
                      "pyhessian_hvps": count, "pyhessian_error": target, "ours_hvps": op.matvecs,
                      "ours_error": abs(ours - reference) / abs(reference)})
         for steps in range(1, count + 1):  # the fewest Lanczos steps that reach PyHessian's accuracy
-            error = abs(float(C.lanczos(op, k=1, tol=0.0, max_steps=steps, seed=seed)[0][0]) - reference) / abs(reference)
+            error = (abs(float(C.lanczos(op, k=1, tol=0.0, max_steps=steps, seed=seed)[0][0]) - reference)
+                     / abs(reference))
             if error <= target:
                 break
         rows.append({"problem": name, "quantity": "top eigenvalue (Lanczos, fewest steps for the same error)",
@@ -232,7 +236,8 @@ def hvp_count_table(name, model, loss_fn, data, exact_diag, seeds=3) -> list[dic
             value, count = pyhessian_trace(op, seed=seed)
             op.matvecs = 0
             ours = float(C.hutchpp_trace(op, max(3, count), seed=seed))
-            rows.append({"problem": name, "quantity": "trace (Hutch++, same HVPs)", "seed": seed, "pyhessian_hvps": count,
+            rows.append({"problem": name, "quantity": "trace (Hutch++, same HVPs)", "seed": seed,
+                         "pyhessian_hvps": count,
                          "pyhessian_error": abs(value - trace) / abs(trace), "ours_hvps": op.matvecs,
                          "ours_error": abs(ours - trace) / abs(trace)})
         for budget in (30, 99):  # fixed budgets, median over seeds: Hutchinson (PyHessian's estimator) vs Hutch++
@@ -257,7 +262,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, float32\n")
-    print("| problem | quantity | losstools ms | BackPACK ms | curvlinops ms | ours/BackPACK | ours/curvlinops | agreement |")
+    print("| problem | quantity | losstools ms | BackPACK ms | curvlinops ms | ours/BackPACK | ours/curvlinops "
+          "| agreement |")
     print("|---|---|---|---|---|---|---|---|")
     counts = []
     for name in args.problems:
@@ -272,11 +278,12 @@ def main(argv=None):
         counts += hvp_count_table(name, model, loss_fn, data, exact_diag)
     print("\nHessian-vector products against PyHessian's algorithms (tol 1e-3), relative error vs exact")
     print("(top eigenvalue: vs Lanczos to 1e-8; trace: vs the exact BackPACK Hessian diagonal's sum)\n")
-    print("| problem | estimate | seed | PyHessian HVPs | PyHessian rel. error | losstools HVPs | losstools rel. error |")
+    print("| problem | estimate | seed | PyHessian HVPs | PyHessian rel. error | losstools HVPs "
+          "| losstools rel. error |")
     print("|---|---|---|---|---|---|---|")
     for r in counts:
-        print(f"| {r['problem']} | {r['quantity']} | {r['seed']} | {r['pyhessian_hvps']} | {r['pyhessian_error']:.1e} | "
-              f"{r['ours_hvps']} | {r['ours_error']:.1e} |")
+        print(f"| {r['problem']} | {r['quantity']} | {r['seed']} | {r['pyhessian_hvps']} | "
+              f"{r['pyhessian_error']:.1e} | {r['ours_hvps']} | {r['ours_error']:.1e} |")
 
 
 if __name__ == "__main__":

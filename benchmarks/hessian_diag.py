@@ -1,8 +1,8 @@
 """The exact Hessian diagonal of wide tanh MLPs: losstools.hessian_diag against BackPACK's DiagHessian.
 
-    PYTHONPATH=. python benchmarks/hessian_diag.py            # ~4 min, peaks ~12 GB (BackPACK)
-    PYTHONPATH=. python benchmarks/hessian_diag.py --quick                            # smoke run, seconds
-    PYTHONPATH=. python benchmarks/hessian_diag.py --device cuda                      # where a GPU exists (not measured here)
+    PYTHONPATH=. python benchmarks/hessian_diag.py                # ~4 min, peaks ~12 GB (BackPACK)
+    PYTHONPATH=. python benchmarks/hessian_diag.py --quick        # smoke run, seconds
+    PYTHONPATH=. python benchmarks/hessian_diag.py --device cuda  # where a GPU exists (not measured here)
 
 Problems (float32, PyTorch's default initialisation, seeded; inputs: the first N standardised digits
 images, their labels; cross-entropy, mean over the N examples):
@@ -18,9 +18,9 @@ Methods, each in its own fresh subprocess (so that its peak memory is its own), 
 
 ``time`` is one run after a warm-up on a tiny net (seconds of CPU time of the process: on one thread its
 compute time, robust to other jobs on the machine); ``peak RSS`` the peak resident
-set of the whole process (data and the Python/torch runtime, about 0.3-0.4 GB, included); ``max rel diff`` = max |d - d_BackPACK| /
-max |d_BackPACK|. ``flops`` are the matrix-product FLOPs of one losstools run counted with torch's flop
-formulas, and ``bound`` = flops at this machine's single-thread matmul speed.
+set of the whole process (data and the Python/torch runtime, about 0.3-0.4 GB, included); ``max rel diff`` =
+max |d - d_BackPACK| / max |d_BackPACK|. ``flops`` are the matrix-product FLOPs of one losstools run counted with
+torch's flop formulas, and ``bound`` = flops at this machine's single-thread matmul speed.
 """
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ from losstools.curvature import linear_chain as structured
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules (scripts, not a package)
 import _measure  # noqa: E402
-
 
 PROBLEMS = {"wide": [64, 1000, 1000, 10], "deep": [64, 500, 500, 500, 10], "quick": [64, 40, 40, 10]}
 METHODS = ["losstools", "losstools dense M", "BackPACK"]
@@ -135,7 +134,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--runs", nargs="+", default=["wide:500:all", "wide:1000:losstools,losstools dense M",
                                                    "deep:500:all"],
                     help="PROBLEM:N:METHODS (comma-separated, or 'all')")
-    ap.add_argument("--device", default="cpu", help="'cpu' (measured here) or 'cuda' (wall-clock times after synchronising)")
+    ap.add_argument("--device", default="cpu",
+                    help="'cpu' (measured here) or 'cuda' (wall-clock times after synchronising)")
     ap.add_argument("--json", help="write the rows to this file")
     args = ap.parse_args(argv)
     if args.worker:
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             saved = {}
             for method in methods:
                 saved[method] = os.path.join(tmp, f"{problem}-{n}-{len(saved)}.pt")
-                row = {"problem": problem, "N": n, "method": method, **measure(problem, n, method, saved[method], args.inline, args.device)}
+                row = {"problem": problem, "N": n, "method": method,
+                       **measure(problem, n, method, saved[method], args.inline, args.device)}
                 rows.append(row)
                 print(row, flush=True)
             if "BackPACK" in saved and os.path.exists(saved["BackPACK"]):
@@ -183,7 +184,8 @@ def markdown(rows: list[dict]) -> str:
             continue
         ratio = f"{r['time'] / ref['time']:.3f}" if ref else ""
         diff = f"{r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
-        lines.append(f"| {r['problem']} | {r['N']} | {r['method']} | {r['time']:.2f} | {r['peak_mb']:,.0f} | {ratio} | {diff} |")
+        lines.append(f"| {r['problem']} | {r['N']} | {r['method']} | {r['time']:.2f} | {r['peak_mb']:,.0f} | {ratio} "
+                     f"| {diff} |")
     bounds = {(r["problem"], r["N"]): (r["losstools_gflop"], r["bound_s"]) for r in rows if "bound_s" in r}
     for (problem, n), (g, s) in bounds.items():
         lines.append(f"\n{problem}, N = {n}: losstools runs {g:.1f} GFLOP of matrix products (bound {s:.2f} s)")

@@ -124,8 +124,8 @@ def main() -> None:
                 for version, (path, predict) in versions.items():
                     env = {**os.environ, "PYTHONPATH": path}
                     line = subprocess.run([sys.executable, __file__, "--old", args.old, "--model", args.model,
-                                           "--worker", state, criterion, predict, str(args.steps)], env=env, capture_output=True, text=True,
-                                          check=True).stdout.strip().splitlines()[-1]
+                                           "--worker", state, criterion, predict, str(args.steps)], env=env,
+                                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
                     row = json.loads(line)
                     assert os.path.samefile(row.pop("path"), path), "the subprocess imported the wrong losstools"
                     results[version].setdefault(criterion, []).append(row)
@@ -134,14 +134,16 @@ def main() -> None:
     net_name = "LeNet-5 (tanh)" if args.model == "lenet5" else "MLP 784-300-100-10"
     print(f"ms per pruning step (median of {args.repeats}), {net_name} on mnist5k, {args.steps} steps, 1000 samples, "
           "one thread")
-    print("| criterion | version | gradient | curvature diagonal | ranking + selection | loss evaluations | other | total |")
+    print("| criterion | version | gradient | curvature diagonal | ranking + selection | loss evaluations | other "
+          "| total |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for criterion in ("mp", "lm", "qm", "obd"):
         for version in versions:
             r = table[version][criterion]
-            print(f"| {criterion} | {version} | {r['gradient']:.1f} | {r['curvature_diagonal']:.1f} | {r['select']:.1f} | "
-                  f"{r['_loss']:.1f} | {r['other']:.1f} | {r['total']:.1f} |")
-        print(f"| {criterion} | after / before | | | | | | {table['after'][criterion]['total'] / table['before'][criterion]['total']:.2f} |")
+            print(f"| {criterion} | {version} | {r['gradient']:.1f} | {r['curvature_diagonal']:.1f} | "
+                  f"{r['select']:.1f} | {r['_loss']:.1f} | {r['other']:.1f} | {r['total']:.1f} |")
+        ratio = table['after'][criterion]['total'] / table['before'][criterion]['total']
+        print(f"| {criterion} | after / before | | | | | | {ratio:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "steps": args.steps, "repeats": args.repeats,
                                                "old_predict": args.old_predict, "ms_per_step": table,

@@ -1,6 +1,7 @@
 """The speed target of the MNIST study: the paper's whole MLP grid for one seed, timed end to end (one thread).
 
-    PYTHONPATH=. python benchmarks/pruning_grid.py [--seed 0] [--model mlp] [--json benchmarks/pruning_grid_results.json]
+    PYTHONPATH=. python benchmarks/pruning_grid.py [--seed 0] [--model mlp]
+                                                   [--json benchmarks/pruning_grid_results.json]
 
 Runs ``pruning.study`` on ``mnist5k`` with the paper protocol's defaults (784-300-100-10 tanh MLP, 100 training
 epochs, MP / OBD / LM / QM x pi in {1, 14, 140} x the nine lambdas, fine-tuning for the "auto" budget of 800 SGD

@@ -1,6 +1,7 @@
 """Timings of the notebooks' explorers, one thread: every interaction's redraw (recompute + update the figure in place
 + render the PNG that the Output widget shows), for the explorers of notebooks 01 (Taylor models), 02 (curvature zoo,
-estimators' cost), 03 (pruning) and 05 (edge of stability), built on the notebooks' own networks; and a 200-step loss profile (vmap versus a
+estimators' cost), 03 (pruning) and 05 (edge of stability), built on the notebooks' own networks; and a 200-step
+loss profile (vmap versus a
 Python loop of ``Objective.loss``).
 
     PYTHONPATH=. python benchmarks/taylor_explorer.py            # --repeat N (default 5)
@@ -53,10 +54,10 @@ def notebook02():
     for epoch in (0, 10, 40, 150, 600):
         lt.models.train(net, ds.train, epochs=epoch - done, lr=0.03, batch_size=None, progress=False)
         done = epoch
-        zoos[epoch] = {"Hessian": C.HessianOperator(net, loss_fn, ds.train).to_dense(),
-                       "GGN": C.GGNOperator(net, loss_fn, ds.train).to_dense(),
-                       "true Fisher": C.FisherOperator(net, loss_fn, ds.train).to_dense(),
-                       "empirical Fisher": C.EmpiricalFisherOperator(net, loss_fn, ds.train).to_dense(),
+        zoos[epoch] = {"Hessian": C.Hessian(net, loss_fn, ds.train).to_dense(),
+                       "GGN": C.GGN(net, loss_fn, ds.train).to_dense(),
+                       "true Fisher": C.Fisher(net, loss_fn, ds.train).to_dense(),
+                       "empirical Fisher": C.EmpiricalFisher(net, loss_fn, ds.train).to_dense(),
                        "K-FAC": C.kfac(net, loss_fn, ds.train, progress=False).to_dense()}
     boundaries = list(np.cumsum(lt.Objective(net, loss_fn, ds.train).sizes)[:-1])
     study = C.study.cost_accuracy(net, loss_fn, ds.train, budgets=(1, 2, 4, 8, 16, 32, 64), seeds=3)

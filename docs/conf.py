@@ -101,8 +101,8 @@ autosummary_generate = ["api.md", "api_reexports.rst"]
 exclude_patterns.append("api_reexports.rst")
 
 
-# ---- Cross-references: a public alias (``losstools.hessian``, ``pruning.prune``, ``Objective``) resolves to the page of
-# the object it names; private objects (``_``-prefixed) have no page and are not linked.
+# ---- Cross-references: a public alias (``losstools.hessian``, ``pruning.prune``, ``Objective``) resolves to the page
+# of the object it names; private objects (``_``-prefixed) have no page and are not linked.
 nitpick_ignore_regex.append((r"py:.*", r"(losstools\.)?([\w.]*\.)?_\w+(\..*)?"))
 
 
@@ -158,9 +158,11 @@ def resolve_alias(app, env, node, contnode):
 
 
 def data_doc_comment(app, what, name, obj, options, lines):
-    """A constant re-exported from a private module gets the ``#:`` comment of its definition, not its type's docstring."""
+    """A constant re-exported from a private module gets the ``#:`` comment of its definition, not its type's
+    docstring."""
     type_doc = type(obj).__doc__
-    if what == "data" and lines and isinstance(type_doc, str) and "\n".join(lines).strip() == inspect.cleandoc(type_doc):
+    inherited = isinstance(type_doc, str) and "\n".join(lines).strip() == inspect.cleandoc(type_doc)
+    if what == "data" and lines and inherited:
         short = name.rsplit(".", 1)[-1]
         for info in pkgutil.walk_packages(losstools.__path__, "losstools."):
             docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()

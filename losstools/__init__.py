@@ -1,8 +1,7 @@
 """losstools: Taylor models of the loss, curvature and loss-modelling pruning, for teaching and research."""
-from . import data, models
+from . import curvature, data, directions, models, pruning, taylor
 from .curvature import DenseTooLargeError, eigh, eigvalsh, ggn, hessian, hessian_blocks, hessian_diag, set_memory_budget
 from .objective import Objective, select_parameters
-from . import curvature, directions, pruning, taylor
 
 __version__ = "0.1.0"
 __all__ = [

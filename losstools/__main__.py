@@ -73,11 +73,12 @@ def demo_taylor(args, out: Path, log, base: dict) -> dict:
              "pruning": (full / full.norm(), 1.2 * full.norm().item(), {"full pruning step": full.norm().item()})}
     titles = {"gradient": "negative gradient", "random": "random direction", "pruning": "magnitude pruning, 50%"}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
-    lines = [f"Taylor models on the demo net (exact Hessian), unit directions; order = fitted log-log slope of "
-             f"|model - actual| for 1e-4 <= t <= 0.1"]
+    lines = ["Taylor models on the demo net (exact Hessian), unit directions; order = fitted log-log slope of "
+             "|model - actual| for 1e-4 <= t <= 0.1"]
     for (name, (d, t_max, marks)), ax in zip(cases.items(), axes):
         along = taylor.profile(obj, d, np.linspace(-t_max, t_max, 201), curvature=H)
-        plotting.taylor_profile(along, title=f"{titles[name]}", marks=marks).savefig(out / f"taylor_{name}.png", dpi=120)
+        plotting.taylor_profile(along, title=f"{titles[name]}", marks=marks).savefig(out / f"taylor_{name}.png",
+                                                                                     dpi=120)
         small = taylor.profile(obj, d, np.geomspace(1e-4, t_max, 50), curvature=H)
         plotting.taylor_error(small, ax=ax, title=f"error of each model: {titles[name]}")
         orders = ", ".join(f"{m} {small.order(m, t_max=0.1):.2f}" for m in small.models)

@@ -70,19 +70,24 @@ def jacobian_products(g: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
     return out.detach(), JM, lambda U: _batched_grad(out, t, U, 0)
 
 
-def paths_agree(f: Callable[[torch.Tensor], torch.Tensor], g: Callable[[torch.Tensor], torch.Tensor],
+def paths_agree(f: Callable[[torch.Tensor], torch.Tensor], g: Callable[[torch.Tensor], torch.Tensor] | None,
                 theta: torch.Tensor, gen: torch.Generator, rtol: float = 1e-6) -> bool:
-    """Whether the forward paths give the reverse path's H M and J M on two random columns and on one.
+    """Whether the forward paths give the reverse path's H M and J M (``g`` None: H M only) on two random columns
+    and on one.
 
     Call it in float64 on a few examples: round-off then stays far below ``rtol``, while the known
     wrong rules are off by percents. An op without forward mode counts as disagreement.
     """
     M = torch.randn(theta.numel(), 2, generator=gen, dtype=theta.dtype, device=theta.device)
-    reference = hvp(f, theta, M, "reverse"), jacobian_products(g, theta, M, "reverse")[1]
-    reference += (reference[0][:, :1], reference[1][:1])
+    reference = (hvp(f, theta, M, "reverse"), hvp(f, theta, M[:, :1], "reverse"))
+    if g is not None:
+        J = jacobian_products(g, theta, M, "reverse")[1]
+        reference += (J, J[:1])
     try:  # several columns (vmapped) and a single one (no vmap; dual numbers for J m) take different forward paths
-        candidate = (hvp(f, theta, M, "forward"), jacobian_products(g, theta, M, "forward")[1],
-                     hvp(f, theta, M[:, :1], "forward"), jacobian_products(g, theta, M[:, :1], "forward")[1])
+        candidate = (hvp(f, theta, M, "forward"), hvp(f, theta, M[:, :1], "forward"))
+        if g is not None:
+            candidate += (jacobian_products(g, theta, M, "forward")[1],
+                          jacobian_products(g, theta, M[:, :1], "forward")[1])
     except (NotImplementedError, RuntimeError):
         return False
     return all(torch.allclose(c, r, rtol=rtol, atol=rtol * r.abs().max().item()) for c, r in zip(candidate, reference))

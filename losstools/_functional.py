@@ -20,6 +20,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 # modules whose output in training mode is random (Dropout) or depends on the whole batch (BatchNorm)
 TRAIN_MODE_MODULES = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The eager module a ``torch.compile``d model wraps (it computes the same function): compiled code would call
+    the original module with its own parameters, ignoring the tensors losstools passes."""
+    original = getattr(model, "_orig_mod", None)
+    return original if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule" else model
+
+
 def structural_copy(model: nn.Module) -> nn.Module:
     """New module objects with the same parameters, buffers and other attributes (shared, not copied).
 
@@ -42,6 +49,8 @@ def structural_copy(model: nn.Module) -> nn.Module:
             for key, value in list(attributes.items()):
                 if isinstance(value, (dict, set)):
                     attributes[key] = value.copy()
+            if attributes.get("_compiled_call_impl") is not None:  # Module.compile(): calls the original module
+                attributes["_compiled_call_impl"] = None
             attributes["_modules"] = {name: None if m is None else clone(m) for name, m in module._modules.items()}
         return copies[id(module)]
 

@@ -6,7 +6,8 @@ BCE, L1, ...), of non-ignored targets (``ignore_index``) or the sum of the targe
 (``CrossEntropyLoss(weight=...)``). Batches of a DataLoader, or the shards of several processes, then
 combine exactly: sum the numerators, sum the normalisers, divide once.
 
-A plain callable ``loss_fn(outputs, targets)`` is taken to be the mean over the batch's examples.
+A plain callable ``loss_fn(outputs, targets)`` is taken to be the mean over the batch's examples (their number is
+``len(targets)``, so the model may return a tuple or dict from which the callable picks what it compares).
 A torch loss module whose averaging this module cannot confirm on the first batch is refused.
 """
 from __future__ import annotations
@@ -26,6 +27,11 @@ CLASS_INDEX = (nn.CrossEntropyLoss, nn.NLLLoss)
 
 class LossError(ValueError):
     """The loss cannot be used as given (reduction, target shape, unknown averaging)."""
+
+
+def _shape(t: torch.Size) -> str:
+    """A batch shape with its batch axis as N (the check sees the first batch's first examples only)."""
+    return "(" + ", ".join(["N", *map(str, t[1:])]) + ("," if len(t) == 1 else "") + ")"
 
 
 def _squared_error_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -76,10 +82,13 @@ class LossTerms:
 
     # ------------------------------------------------------------------ the two parts
     def sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The sum of the per-example terms, a 0-d tensor (differentiable in ``outputs``)."""
+        """The sum of the per-example terms, a 0-d tensor (differentiable in ``outputs``).
+
+        A plain callable's mean times the number of examples, ``len(targets)`` (not ``len(outputs)``: the outputs
+        may be a tuple or dict)."""
         if self.is_module:
             return self._summing(outputs.dtype, outputs.device)(outputs, targets)
-        return self._sum(outputs, targets) * len(outputs)
+        return self._sum(outputs, targets) * len(targets)
 
     def _summing(self, dtype: torch.dtype, device: torch.device) -> Callable:
         """The summing loss with its floating buffers (class weights, pos_weight) in ``dtype`` on ``device``."""
@@ -113,8 +122,34 @@ class LossTerms:
         return lambda o, t: self.sum(o.unsqueeze(0), t.unsqueeze(0))
 
     # ------------------------------------------------------------------ validation
+    def _check_class_targets(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Cross-entropy / NLL targets: integer class indices of shape (N, d1, ...) for outputs (N, C, d1, ...), or
+        (cross-entropy only) floating class probabilities of the outputs' shape."""
+        index_shape = outputs.shape[:1] + outputs.shape[2:]
+        probabilities = isinstance(self.loss_fn, nn.CrossEntropyLoss)
+        expected = (f"integer class indices of shape {_shape(index_shape)}" +
+                    (f" or class probabilities of the outputs' shape {_shape(outputs.shape)}" if probabilities else ""))
+        got = f"{self.name} got targets of shape {_shape(targets.shape)} and dtype {targets.dtype}"
+        if targets.is_floating_point():
+            if probabilities and targets.shape == outputs.shape:
+                return
+            if targets.shape == index_shape:
+                why = " (floating targets are read as class probabilities, which need the outputs' shape)"
+                raise LossError(f"{got} for outputs of shape {_shape(outputs.shape)}: class indices must be integers: "
+                                f"pass y.long(){why if probabilities else ''}")
+            raise LossError(f"{got} for outputs of shape {_shape(outputs.shape)}; it expects {expected}")
+        if targets.shape == index_shape:
+            return
+        if targets.shape == index_shape + (1,):
+            raise LossError(f"{self.name} got class-index targets of shape {_shape(targets.shape)}, one column: use "
+                            f"y.view(-1) (or y.squeeze(-1)) to give them shape {_shape(index_shape)}, one index per "
+                            "example")
+        raise LossError(f"{got} for outputs of shape {_shape(outputs.shape)}; it expects {expected}")
+
     def check(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Refuse shapes that torch would broadcast silently, and averaging this module cannot confirm."""
+        if isinstance(self.loss_fn, CLASS_INDEX) and torch.is_tensor(outputs) and outputs.ndim >= 2:
+            self._check_class_targets(outputs, targets)
         if isinstance(self.loss_fn, ELEMENTWISE) and outputs.shape != targets.shape:
             raise LossError(
                 f"{self.name} compares outputs and targets element by element, but the model's outputs have shape "

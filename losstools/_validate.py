@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
+
+if TYPE_CHECKING:  # torch is imported only where a device is checked
+    import torch
 
 T = TypeVar("T")
 
@@ -76,6 +79,6 @@ def usable_device(value, name: str = "device") -> "torch.device":
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError, TypeError) as err:  # AssertionError: "Torch not compiled with CUDA enabled"
         raise ValueError(f"{name} {value!r} cannot be used here ({err}); pass 'cpu', or e.g. 'cuda' on a machine "
-                         "with a GPU and a PyTorch build for it (see the documentation's Install page, docs/install.md)") from err
+                         "with a GPU and a PyTorch build for it (see docs/install.md)") from err
     return device
 

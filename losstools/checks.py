@@ -75,7 +75,8 @@ def check_quadratic_prediction(answer, obj: Objective, step: torch.Tensor, theta
     loss0, loss1 = float(obj.loss(t)), float(obj.loss(t + s))
     truth = gs + sHs / 2
     if _close(value, truth, rtol):
-        return Feedback(True, f"the quadratic model predicts ΔL = {value:.6g} (the actual change is {loss1 - loss0:.6g}).")
+        return Feedback(True, f"the quadratic model predicts ΔL = {value:.6g} "
+                              f"(the actual change is {loss1 - loss0:.6g}).")
     n = obj.num_examples
     mistakes = [
         (-gs + sHs / 2, "the sign of the gradient term is wrong: the step is s = θ_pruned − θ = −θ ⊙ (1 − m), "
@@ -361,7 +362,8 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
         mistakes += [Mistake(theta.abs(), "|theta_i| ranks the weights the same way, but the formula gives "
                                           "1/2 (1 + lambda) theta_i^2.")]
     if lam > 0:
-        mistakes += [Mistake(expected - penalty, f"the penalty term 1/2 lambda theta_i^2 (lambda = {lam:g}) is missing.")]
+        mistakes += [Mistake(expected - penalty,
+                             f"the penalty term 1/2 lambda theta_i^2 (lambda = {lam:g}) is missing.")]
     what = f"vector of {criterion.upper()} saliencies" + (f" (lambda = {lam:g})" if lam else "")
     if isinstance(r, dict):
         try:
@@ -408,7 +410,8 @@ def check_trust_radius(t, obj: Objective, direction: torch.Tensor, tol: float = 
                 "solve (t q / 2) = tol |s + t q / 2| for t > 0."),
         Mistake(linear_trust_radius(-s, q, tol), "the (1 + tol) and (1 - tol) are swapped: along a descent direction "
                                                  "the true change is smaller in size than the linear prediction."),
-        Mistake(linear_trust_radius(s, q, tol) / 2, "a factor of two is missing: the quadratic term is 1/2 t^2 d^T H d."),
+        Mistake(linear_trust_radius(s, q, tol) / 2,
+                "a factor of two is missing: the quadratic term is 1/2 t^2 d^T H d."),
     )
     hint = "L(theta + t d) - L(theta) = t s + 1/2 t^2 q exactly, with s = g.d and q = d^T H d."
     result = compare("trust radius", t, expected, reference="the exact radius", mistakes=mistakes, rtol=1e-4,

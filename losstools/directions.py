@@ -83,7 +83,8 @@ def eigenvector(obj: Objective, which: str = "top", index: int = 0, curvature: s
     if isinstance(curvature, str):
         builders = {"hessian": hessian, "ggn": ggn}
         if curvature not in builders:
-            raise ValueError(f"unknown curvature {curvature!r} for eigenvectors; use 'hessian', 'ggn' or a (P, P) tensor")
+            raise ValueError(f"unknown curvature {curvature!r} for eigenvectors; "
+                             "use 'hessian', 'ggn' or a (P, P) tensor")
         curvature = builders[curvature](obj, theta)
     if curvature.shape != (obj.num_params, obj.num_params):
         raise ValueError(f"curvature has shape {tuple(curvature.shape)}, expected ({obj.num_params}, {obj.num_params})")

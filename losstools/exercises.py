@@ -33,9 +33,10 @@ c.ClearSolutions.text_stub = "*Your answer here.*"
 c.ClearSolutions.enforce_metadata = False
 c.ExecutePreprocessor.timeout = 600
 # nbgrader's OverwriteCells warns "checksum has changed" for every test cell with hidden tests, untouched ones included
-c.Autograde.sanitize_preprocessors = ["nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
-                                      "nbgrader.preprocessors.OverwriteKernelspec", "losstools._nbgrader.OverwriteCells",
-                                      "nbgrader.preprocessors.CheckCellMetadata"]
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec", "losstools._nbgrader.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata"]
 '''
 
 
@@ -116,7 +117,8 @@ def generate(solutions: Path, students: Path, run: bool = False) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m losstools.exercises", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    course = commands.add_parser("course", help="lay out an nbgrader course folder with the exercises as one assignment")
+    course = commands.add_parser("course",
+                                 help="lay out an nbgrader course folder with the exercises as one assignment")
     course.add_argument("course", type=Path, help="course folder (created)")
     course.add_argument("--solutions", type=Path, default=Path("notebooks/exercises/solutions"),
                         help="folder of the nbgrader source notebooks")

@@ -68,8 +68,8 @@ def lenet5(num_classes: int = 10, activation: str = "relu", seed: int | None = 0
     """A LeNet-5-like CNN for 28x28 images: input (N, ``channels``, 28, 28), output (N, ``num_classes``) logits.
 
     conv 5x5 (6, padding 2) - pool 2 - conv 5x5 (16) - pool 2 - 400-120-84-``num_classes``, ``activation``
-    after every layer but the last, average pooling (as in LeNet-5); 61 706 parameters (61 470 prunable weights) for 1 channel
-    and 10 classes. ``init`` as in :func:`mlp` (Kaiming-normal weights and zero biases by default).
+    after every layer but the last, average pooling (as in LeNet-5); 61 706 parameters (61 470 prunable weights)
+    for 1 channel and 10 classes. ``init`` as in :func:`mlp` (Kaiming-normal weights and zero biases by default).
 
     >>> lenet5()(torch.zeros(2, 1, 28, 28)).shape
     torch.Size([2, 10])

@@ -1,20 +1,24 @@
 """The central abstraction: a model's mean loss over data as a function of one flat vector theta."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.func import grad_and_value
+from torch.utils._pytree import tree_leaves
 
-from . import _autodiff, _functional
+from . import _autodiff, _functional, _probe
 from ._batches import Batch, check_data, raw_batches
 from ._distributed import all_reduce_sum, distributed
 from ._loss import LossTerms
 from ._progress import progress_bar
+from ._structure import Structure, refuse_user_hooks
 from ._validate import choice
 
 ParamFilter = Callable[[str, nn.Parameter], bool] | str | Sequence[str] | None
@@ -24,8 +28,11 @@ _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def layer_weight_names(model: nn.Module) -> list[str]:
-    """Names of the ``weight`` parameters of every Linear / Conv layer in ``model``, in order."""
-    return [f"{name}.weight" if name else "weight" for name, m in model.named_modules() if isinstance(m, _LAYER_TYPES)]
+    """Names of the ``weight`` parameters of every Linear / Conv layer in ``model``, in order (a weight computed by a
+    parametrization or a pruning mask is no parameter: select its own parameters by name)."""
+    parameters = dict(model.named_parameters())  # canonical names: a tied weight once, a parametrized one not at all
+    names = [f"{name}.weight" if name else "weight" for name, m in model.named_modules() if isinstance(m, _LAYER_TYPES)]
+    return [n for n in names if n in parameters]
 
 
 def select_parameters(model: nn.Module, params: ParamFilter = None) -> list[str]:
@@ -54,6 +61,20 @@ def select_parameters(model: nn.Module, params: ParamFilter = None) -> list[str]
     if not names:
         raise ValueError(f"the parameter filter {params!r} selects no parameter of the model; it has {list(named)}")
     return names
+
+
+def _same(a, b, rtol: float = 0.0) -> bool:
+    """Whether two outputs (tensors or nested tuples/dicts of them) are equal, NaNs included (within ``rtol``)."""
+    for x, y in zip(tree_leaves(a), tree_leaves(b)):
+        if torch.is_tensor(x) and x.is_floating_point():
+            if not torch.equal(x.isnan(), y.isnan()):
+                return False
+            x, y = x.nan_to_num(), y.nan_to_num()
+            if not torch.allclose(x, y, rtol=rtol, atol=rtol * float(x.abs().max()) if x.numel() else 0.0):
+                return False
+        elif torch.is_tensor(x) and not torch.equal(x, y):
+            return False
+    return True
 
 
 class Objective:
@@ -97,6 +118,8 @@ class Objective:
     (610, torch.Size([610]))
     """
 
+    local_only = False  # a probe's restriction to a few local examples (:meth:`restricted`): never all-reduced
+
     def __init__(self, model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], params: ParamFilter = None,
                  ad_mode: str = "auto"):
         if not isinstance(model, nn.Module):
@@ -104,7 +127,9 @@ class Objective:
         choice(ad_mode, ("auto", *_autodiff.MODES), "ad_mode")
         self.loss_terms = LossTerms(loss_fn)
         self.loss_fn = loss_fn
+        model = _functional.uncompiled(model)
         _functional.refuse_train_mode(model)
+        refuse_user_hooks(model)
         check_data(data)
         self.names = select_parameters(model, params)
         self.model = _functional.structural_copy(model)
@@ -175,33 +200,61 @@ class Objective:
             yield X, y
 
     def _check_data(self) -> int:
-        """Count this rank's examples; evaluate the first batch once to turn failures into clear errors."""
-        count, first = 0, None
+        """Count this rank's examples; evaluate the first batch once to turn failures into clear errors, and refuse
+        a forward pass that is not a function of the parameters (random, writing into its tensors)."""
+        count, first, batches = 0, None, 0
         for X, y in self.batches():
-            count += len(X)
+            count, batches = count + len(X), batches + 1
             first = first or (X, y)
-        self.layer_output_sizes, self.output_size = {}, 0
+        self.layer_output_sizes, self.output_size, self.examples_independent = {}, 0, True
+        self.output_is_tensor, self.output_type = True, "Tensor"
         if first is None:
             if distributed():
                 return 0
             raise ValueError("data is empty: pass an (X, y) pair with at least one example, or a non-empty loader")
         X, y = first
+        before = {"theta": self._theta.clone(), **{n: t.clone() for n, t in self._fixed.items()}}
         try:
             with torch.no_grad(), _functional.fork_rng(self.device):
                 with self._recording_layer_sizes():
                     out = self.outputs(self._theta, X[:8])
                 again = self.outputs(self._theta, X[:8])
+                halves = [self.outputs(self._theta, part) for part in X[:8].tensor_split(2)] if len(X) > 1 else []
         except (RuntimeError, ValueError, IndexError, TypeError) as err:
             raise ValueError(
                 f"the model cannot be evaluated on this data (inputs {tuple(X.shape)} {X.dtype}, targets "
                 f"{tuple(y.shape)} {y.dtype}): {err}"
             ) from err
-        if not torch.equal(out.isnan(), again.isnan()) or not torch.equal(out.nan_to_num(), again.nan_to_num()):
+        self._refuse_writes(before)
+        if not _same(out, again):
             raise ValueError("the model gives different outputs for the same inputs and parameters (random layers such "
                              "as dropout?): the loss is not a function of the parameters. Call model.eval() first")
         self.loss_terms.check(out, y[:8])
-        self.output_size = out.numel() // max(1, len(out))  # entries per example
+        self.output_is_tensor, self.output_type = torch.is_tensor(out), type(out).__name__
+        if self.output_is_tensor:
+            self.output_size = out.numel() // max(1, len(out))  # entries per example
+            self.examples_independent = not halves or _same(out, torch.cat(halves), rtol=1e-4)
+        if not self.examples_independent and batches > 1:
+            raise ValueError("the model's output for one example depends on the other examples of its batch (batch "
+                             "statistics?), so its loss over several batches is not its loss on all the data: pass the "
+                             "data as one (X, y) batch, or use layers that treat examples independently")
         return count
+
+    def _refuse_writes(self, before: dict[str, torch.Tensor]) -> None:
+        """Refuse a forward pass that wrote into the parameters or buffers it was given."""
+        now = {"theta": self._theta, **self._fixed}
+        changed = [n for n, t in before.items() if not torch.equal(t.nan_to_num(), now[n].nan_to_num())]
+        self._theta = before["theta"]
+        if changed:
+            names = [n for n in changed if n != "theta"] or self.names
+            raise ValueError(
+                f"evaluating the model changes its tensors in place ({', '.join(names[:4])}): a forward pass that "
+                "updates a buffer (a counter, running statistics) or renormalises a weight "
+                "(nn.Embedding(max_norm=...)) "
+                "makes the loss change from one evaluation to the next, so it is not a function of the parameters. "
+                "Keep state out of forward (or call model.eval() if it updates only in training), or renormalise "
+                "the weights once yourself and drop max_norm"
+            )
 
     @contextmanager
     def _recording_layer_sizes(self) -> Iterator[None]:
@@ -261,7 +314,7 @@ class Objective:
             if shape is None:
                 raise ValueError("this rank holds no examples; pass data to every rank")
             total = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        if distributed():  # one collective for the sum and the normaliser
+        if distributed() and not self.local_only:  # one collective for the sum and the normaliser
             packed = all_reduce_sum(torch.cat([total.reshape(-1), total.new_tensor([norm])]))
             total, norm = packed[:-1].view_as(total), float(packed[-1])
         if norm <= 0:
@@ -276,6 +329,72 @@ class Objective:
                 "the learning rate that produced these parameters, and that the loss gets valid targets"
             )
         return value
+
+    # ----------------------------------------------------------------- verify, then trust
+    @cached_property
+    def structure(self) -> Structure:
+        """How the selected parameters are used by the forward pass (recorded once on two examples)."""
+        return Structure(self)
+
+    def restricted(self, theta: torch.Tensor | None = None, examples: int = _probe.PROBE_EXAMPLES,
+                   dtype: torch.dtype = torch.float64) -> "Objective":
+        """This Objective on the first ``examples`` examples of this rank, in ``dtype``, at ``theta``, never
+        all-reduced: where the probes compare paths."""
+        probe = copy.copy(self)
+        X, y = next(self.batches())
+
+        def cast(t):
+            return t.to(dtype) if t.is_floating_point() else t
+
+        probe._data, probe.dtype = (cast(X[:examples]), cast(y[:examples])), dtype
+        probe._theta = self._theta_or_default(theta).to(dtype)
+        probe._fixed = {n: cast(t) for n, t in self._fixed.items()}
+        probe.local_examples = probe.num_examples = len(probe._data[0])
+        probe.local_only, probe._forward_ok = True, self._forward_ok
+        return probe
+
+    def verify_products(self, kind: str = "hessian") -> None:
+        """Check once (per model structure) in float64 on a few examples that the product path is right: H v
+        against finite differences of the gradient (``kind="hessian"``), or J v against finite differences of the
+        outputs (``"jacobian"``, the GGN family's products). Refuses with the cause otherwise."""
+        problem = _probe.verdict((kind, self.signature, self.ad_mode), lambda: self._product_problem(kind))
+        if problem:
+            raise _probe.VerificationError(
+                f"{problem}: torch's derivative rules are wrong for this model (torch 2.13's double backward "
+                "of weight_norm is one known case), so losstools refuses rather than return wrong curvature. "
+                "Remove the culprit (e.g. torch.nn.utils.parametrize.remove_parametrizations) or use first-order "
+                "quantities only"
+            )
+
+    def _product_problem(self, kind: str) -> str | None:
+        if self.local_examples == 0:
+            return None
+        probe = self.restricted()
+        theta = probe._theta
+        if kind == "hessian":
+            v = _probe.random_directions(probe.num_params, 1, theta)[:, 0]
+            err = _probe.matches_differences(probe._hvp(v.unsqueeze(1), theta)[:, 0], probe.grad, theta, v)
+            return f"the Hessian-vector product differs from finite differences of the gradient by {err:.1%}" \
+                if err > _probe.TOLERANCE else None
+        X = probe._data[0]
+        for k in (1, 2):  # one column and several take different paths
+            V = _probe.random_directions(probe.num_params, k, theta, seed=k)
+            JV = _autodiff.jacobian_products(lambda th: probe.outputs(th, X), theta, V, probe.jvp_mode(k))[1]
+            err = max(_probe.matches_differences(JV[i], lambda th: probe.outputs(th, X), theta, V[:, i])
+                      for i in range(k))
+            if err > _probe.TOLERANCE:
+                return f"the Jacobian-vector product differs from finite differences of the outputs by {err:.1%}"
+        return None
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` over the ranks (in place), unless this is a probe's local restriction."""
+        return tensor if self.local_only else all_reduce_sum(tensor)
+
+    @cached_property
+    def signature(self) -> tuple:
+        """What the probes' verdicts depend on: module types and names, selected parameters, loss, dtype, device."""
+        return (tuple((n, type(m)) for n, m in self.model.named_modules()), tuple(self.names), tuple(self.shapes),
+                type(self.loss_fn), self.dtype, self.device.type, self.examples_independent)
 
     @property
     def ad_mode(self) -> str:
@@ -321,14 +440,15 @@ class Objective:
         fixed = {n: t.double() if t.is_floating_point() else t for n, t in self._fixed.items()}
 
         def outputs(th):
-            return self.call({**fixed, **{n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}}, X)
+            unflat = {n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}
+            return self.call({**fixed, **unflat}, X)
 
         def loss(th):
             return self.loss_terms.sum(outputs(th), y)
 
         gen = torch.Generator(device=self.device).manual_seed(0)
         try:
-            agree = _autodiff.paths_agree(loss, outputs, self._theta.double(), gen)
+            agree = _autodiff.paths_agree(loss, outputs if self.output_is_tensor else None, self._theta.double(), gen)
         except (RuntimeError, NotImplementedError) as err:
             raise ValueError(f"the loss cannot be differentiated twice with respect to the parameters: {err}") from err
         return agree
@@ -344,7 +464,8 @@ class Objective:
         return self.loss_and_grad(theta)[1]
 
     def loss_and_grad(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per batch)."""
+        """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per
+        batch)."""
         t = self._theta_or_default(theta)
 
         def batch(X, y):
@@ -361,13 +482,17 @@ class Objective:
         """
         t = self._theta_or_default(theta)
         v = self.check_vector(v, "v", allow_matrix=True)
-        M, mode = (v if v.ndim == 2 else v.unsqueeze(1)), self.ad_mode
+        self.verify_products()
+        out = self._hvp(v if v.ndim == 2 else v.unsqueeze(1), t)
+        return out if v.ndim == 2 else out[:, 0]
+
+    def _hvp(self, M: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        mode = self.ad_mode
 
         def batch_hvp(X, y):
             return _autodiff.hvp(lambda th: self.batch_sum(th, X, y), t, M, mode)
 
-        out = self._check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
-        return out if v.ndim == 2 else out[:, 0]
+        return self._check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
 
     def __repr__(self) -> str:
         return (f"Objective({type(self.model).__name__}, P={self.num_params}, N={self.num_examples}, "

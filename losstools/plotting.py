@@ -126,9 +126,10 @@ def loss_history(history: dict[str, list[float]], ax=None, title: str = "Trainin
         best = int(np.argmin(val))
         ax.axvline(best + 1, color="0.5", lw=0.8, ls=":")
         rise = val[-1] / val[best] - 1
-        note = (f"Lowest validation loss at epoch {best + 1} (dotted line); after it the validation loss rises "
-                f"by {100 * rise:.0f}%\nwhile the training loss falls: overfitting."
-                if best + 1 < len(val) and rise > 0.01 else f"Lowest validation loss at epoch {best + 1} (dotted line).")
+        note = f"Lowest validation loss at epoch {best + 1} (dotted line)."
+        if best + 1 < len(val) and rise > 0.01:
+            note = (note[:-1] + f"; after it the validation loss rises by {100 * rise:.0f}%\n"
+                    "while the training loss falls: overfitting.")
         ax.text(0, -0.16, note, transform=ax.transAxes, fontsize=8.5, va="top")   # under the plot: never on a curve
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -500,7 +501,8 @@ class MatrixGrid:
         self.norm = SymLogNorm(linthresh=1e-3, vmin=-1.0, vmax=1.0)
         self.images = {}
         for ax, name in zip(axes.flat, self.names):
-            self.images[name] = ax.imshow(np.zeros((size, size)), cmap="RdBu_r", norm=self.norm, interpolation="nearest")
+            self.images[name] = ax.imshow(np.zeros((size, size)), cmap="RdBu_r", norm=self.norm,
+                                          interpolation="nearest")
             for b in boundaries:
                 ax.axhline(b - 0.5, color="k", lw=0.5, alpha=0.6)
                 ax.axvline(b - 0.5, color="k", lw=0.5, alpha=0.6)

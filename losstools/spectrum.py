@@ -52,7 +52,8 @@ class HessianAt:
         return self.obj.hvp(v, self.theta)
 
 
-def sharpness(obj: Objective, theta: torch.Tensor | None = None, steps: int = 20, seed: int = 0) -> tuple[float, torch.Tensor]:
+def sharpness(obj: Objective, theta: torch.Tensor | None = None, steps: int = 20,
+              seed: int = 0) -> tuple[float, torch.Tensor]:
     """lambda_max of the Hessian at ``theta`` and its unit eigenvector (P,), by ``steps`` Lanczos steps."""
     op = HessianAt(obj, obj._theta_or_default(theta))
     values, vectors = lanczos(op, k=1, tol=0.0, max_steps=min(steps, obj.num_params), seed=seed, progress=False)

@@ -29,15 +29,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from torch.func import vmap
 
 from . import directions  # noqa: F401  (re-exported: ``taylor.directions``)
 from .curvature import GGN, Hessian
 from .objective import Objective
+
+if TYPE_CHECKING:  # imported where it is used, in ``TaylorProfile.table``
+    from . import tables
 
 #: The Taylor models :func:`profile` compares with the actual loss.
 MODELS = ("linear", "quadratic", "diagonal", "obd")
@@ -147,7 +151,9 @@ def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -
 # ----------------------------------------------------------------------- the loss along a line
 def loss_along(obj: Objective, direction: torch.Tensor, steps, theta: torch.Tensor | None = None,
                chunk_size: int = 256) -> torch.Tensor:
-    """L(theta + t_i d) for every step t_i, shape (T,): ``vmap`` over chunks of ``chunk_size`` steps."""
+    """L(theta + t_i d) for every step t_i, shape (T,): ``vmap`` over chunks of ``chunk_size`` steps, one data
+    pass per chunk. Layers ``vmap`` cannot batch (nn.RNN / GRU / LSTM: no batching rule for their fused kernels)
+    take a loop over the chunk's steps inside the same data pass instead."""
     t0 = obj._theta_or_default(theta)
     d = _check_direction(obj, direction)
     t = _check_steps(obj, steps)
@@ -155,13 +161,40 @@ def loss_along(obj: Objective, direction: torch.Tensor, steps, theta: torch.Tens
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     batched = vmap(obj.batch_sum, in_dims=(0, None, None))
 
+    def looped(thetas, X, y):
+        return torch.stack([obj.batch_sum(th, X, y) for th in thetas])
+
+    use_vmap = _vmap_may_work(obj)
+
     def chunk_losses(ts):
+        nonlocal use_vmap
         thetas = t0 + ts[:, None] * d
-        return obj.data_mean(lambda X, y: batched(thetas, X, y), (len(ts),))
+        if use_vmap:
+            try:
+                return obj.data_mean(lambda X, y: batched(thetas, X, y), (len(ts),))
+            except RuntimeError as err:
+                if not _is_batching_error(err):
+                    raise
+                use_vmap = False  # and for the remaining chunks
+        return obj.data_mean(lambda X, y: looped(thetas, X, y), (len(ts),))
 
     with torch.no_grad():
         losses = torch.cat([chunk_losses(ts) for ts in t.split(chunk_size)])
     return obj._check_finite(losses, "loss along the direction")
+
+
+_BATCHING_ERRORS = ("batching rule not implemented", "vmap", "batched tensor", "batchedtensor")
+
+
+def _vmap_may_work(obj: Objective) -> bool:
+    """False for models with layers ``vmap`` is known not to batch over parameters (torch's recurrent layers)."""
+    return not any(isinstance(m, nn.RNNBase) for m in obj.model.modules())
+
+
+def _is_batching_error(err: RuntimeError) -> bool:
+    """Whether ``err`` is ``vmap`` failing to batch an operation (rather than an error of the model itself)."""
+    message = str(err).lower()
+    return any(marker in message for marker in _BATCHING_ERRORS)
 
 
 # ----------------------------------------------------------------------- profile

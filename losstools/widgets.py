@@ -247,7 +247,8 @@ class CurvatureZooExplorer(Explorer):
     """Heatmaps of the curvature matrices at a chosen training epoch (a slider); the readout gives the
     relative Frobenius errors of :data:`ZOO_COMPARISONS`. ``zoos[epoch][name]`` are (P, P) tensors."""
 
-    def __init__(self, zoos: dict[int, dict[str, torch.Tensor]], boundaries=(), value: int | None = None, dpi: int = 72):
+    def __init__(self, zoos: dict[int, dict[str, torch.Tensor]], boundaries=(), value: int | None = None,
+                 dpi: int = 72):
         if not zoos:
             raise ValueError("zoos is empty: pass {epoch: {name: (P, P) tensor}}")
         self.zoos = zoos

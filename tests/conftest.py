@@ -48,7 +48,7 @@ def built_site(tmp_path_factory):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("site") / "html"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", str(root / "docs"), str(out)],
-                          capture_output=True, text=True, env=env)
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", str(root / "docs"), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, f"the site does not build cleanly:\n{done.stderr[-5000:]}"
     return out

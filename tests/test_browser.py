@@ -156,11 +156,13 @@ EXPLORERS = ".losstools-explorer"
 STATE = """(explorer) => [explorer.querySelector('.widget-output img')?.src,
                          explorer.querySelector('.widget-html')?.textContent]"""
 CHANGED = """([explorer, old]) => {
-    const now = [explorer.querySelector('.widget-output img')?.src, explorer.querySelector('.widget-html')?.textContent];
+    const now = [explorer.querySelector('.widget-output img')?.src,
+                 explorer.querySelector('.widget-html')?.textContent];
     return now[0] && now[0] !== old[0] && now[1] !== old[1];
 }"""
 # elements of an explorer whose text would be cut off: content wider than the box (ellipsis or clipping)
-CUT_OFF = """(explorer) => [...explorer.querySelectorAll('.widget-readout, .widget-label, select, .widget-html-content')]
+CUT_OFF = """(explorer) =>
+    [...explorer.querySelectorAll('.widget-readout, .widget-label, select, .widget-html-content')]
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
     .map(e => e.className + ': ' + (e.textContent || e.value || '').trim().slice(0, 60))"""
 

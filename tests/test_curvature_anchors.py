@@ -21,7 +21,7 @@ def test_backpack_diagonals(name):
     with backpack.backpack(DiagGGNExact(), DiagHessian(), SumGradSquared()):
         lossb(net(X), y).backward()
     ggn, ef = C.diag_ggn(model, loss_fn, (X, y)), C.diag_fisher(model, loss_fn, (X, y))
-    hessian_diag = C.HessianOperator(model, loss_fn, (X, y)).diagonal()
+    hessian_diag = C.Hessian(model, loss_fn, (X, y)).diagonal()
     obj = lt.Objective(model, loss_fn, (X, y))
     for (n, p), ours_h in zip(net.named_parameters(), obj.unflatten(hessian_diag).values()):
         torch.testing.assert_close(ggn[n], p.diag_ggn_exact)
@@ -39,9 +39,9 @@ def test_curvlinops_operators_and_kfac(name):
     params = [p for p in model.parameters()]
     batches = [(data[0][:5], data[1][:5]), (data[0][5:], data[1][5:])]
     ours = {
-        "GGN": (C.GGNOperator, curvlinops.GGNLinearOperator, {}),
-        "Hessian": (C.HessianOperator, curvlinops.HessianLinearOperator, {}),
-        "EF": (C.EmpiricalFisherOperator, curvlinops.EFLinearOperator, {}),
+        "GGN": (C.GGN, curvlinops.GGNLinearOperator, {}),
+        "Hessian": (C.Hessian, curvlinops.HessianLinearOperator, {}),
+        "EF": (C.EmpiricalFisher, curvlinops.EFLinearOperator, {}),
     }
     eye = torch.eye(sum(p.numel() for p in params), dtype=torch.float64)
     for key, (mine, theirs, kwargs) in ours.items():

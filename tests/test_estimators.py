@@ -32,7 +32,7 @@ def test_hutchinson_trace_is_unbiased_and_hutchpp_beats_it():
 
 def test_lanczos_top_eigenpairs_equal_dense_ones():
     model, loss_fn, data = cases()["mlp-ce"]
-    op = C.HessianOperator(model, loss_fn, data)
+    op = C.Hessian(model, loss_fn, data)
     H = lt.hessian(lt.Objective(model, loss_fn, data))
     exact = torch.linalg.eigvalsh(H)
     values, vectors = C.lanczos(op, k=3, tol=1e-10)
@@ -81,7 +81,7 @@ def test_probes_from_seed_or_generator_on_the_parameters_device():
 
 def test_estimators_on_a_real_operator_agree_with_its_exact_diagonal():
     model, loss_fn, data = cases()["cnn-ce"]
-    op = C.GGNOperator(model, loss_fn, data)
+    op = C.GGN(model, loss_fn, data)
     dense = op.to_dense()
     probes, before = 400, op.matvecs
     estimate = C.hutchinson_diag(op, probes, seed=0, block=100, progress=False)

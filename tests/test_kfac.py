@@ -52,7 +52,7 @@ def test_factors_match_their_definition(name):
     obj = lt.Objective(model, loss_fn, data)
     from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
 
-    layers = supported_layers(obj.model, obj.names, "test")
+    layers = supported_layers(obj, "test")
     vectors = lambda o, t: output_vectors("exact", obj.loss_terms, o, t)  # noqa: E731
     (pairs,) = backpropagate(obj, layers, obj.theta, *data, vectors)
     by_column = list(backpropagate(obj, layers, obj.theta, *data, vectors, by_column=True))
@@ -90,13 +90,14 @@ def test_diagonal_solve_and_selected_parameters():
 def test_monte_carlo_and_empirical_kfac():
     model, loss_fn, data = cases()["mlp-ce"]
     exact = C.kfac(model, loss_fn, data)
-    runs = torch.stack([C.kfac(model, loss_fn, data, kind="mc", mc_samples=2, seed=s).factors["2"][1] for s in range(200)])
+    runs = torch.stack([C.kfac(model, loss_fn, data, kind="mc", mc_samples=2, seed=s).factors["2"][1]
+                        for s in range(200)])
     standard_error = runs.std(0) / len(runs) ** 0.5
     assert torch.all((runs.mean(0) - exact.factors["2"][1]).abs() <= 5 * standard_error + 1e-12)
     X, y = tiny_classification(n=1)
     one = nn.Sequential(nn.Linear(3, 3)).double()
     torch.testing.assert_close(C.kfac(one, loss_fn, (X, y), kind="empirical").to_dense(),
-                               C.EmpiricalFisherOperator(one, loss_fn, (X, y)).to_dense())
+                               C.EmpiricalFisher(one, loss_fn, (X, y)).to_dense())
     with pytest.raises(ValueError, match="unknown K-FAC kind"):
         C.kfac(model, loss_fn, data, kind="true")
     with pytest.raises(ValueError, match="mc_samples must be an integer >= 1"):

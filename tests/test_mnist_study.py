@@ -28,19 +28,22 @@ def test_mnist_defaults_to_the_paper_protocol_and_digits_to_the_quick_one(tmp_pa
     assert len(records) == 1 + 2 * 2 and all(r["sparsity"] == pytest.approx(0.98847, abs=1e-4) for r in records)
     pruning.study(tmp_path / "digits", "digits", **TINY)
     quick = json.loads((tmp_path / "digits" / "settings.json").read_text())
-    assert (quick["protocol"], quick["optimizer"], quick["init"], quick["sparsity"]) == ("quick", "adam", "default", 0.9)
+    assert ((quick["protocol"], quick["optimizer"], quick["init"], quick["sparsity"])
+            == ("quick", "adam", "default", 0.9))
 
 
 def test_the_paper_protocol_fine_tunes_for_a_budget_of_optimiser_steps(tmp_path):
     """'auto' (the paper protocol's default): about FINETUNE_UPDATES SGD steps whatever the data size."""
     assert pruning.FINETUNE_UPDATES == 800
-    assert [pruning.finetune_epochs_for(n, 100) for n in (4000, 50000, 60000, 1000, 150, 10**6)] == [20, 2, 2, 80, 400, 1]
+    assert ([pruning.finetune_epochs_for(n, 100) for n in (4000, 50000, 60000, 1000, 150, 10**6)]
+            == [20, 2, 2, 80, 400, 1])
     assert pruning.finetune_epochs_for(4000, 32) == 7  # 125 steps per epoch
     ds = data.moons(n=300, seed=0)
     steps_per_epoch = math.ceil(len(ds.train[0]) / 100)
     pruning.study(tmp_path, ds, protocol="paper", **{**TINY, "criteria": ("mp",), "finetune_epochs": None})
     epochs = json.loads((tmp_path / "settings.json").read_text())["finetune_epochs"]
-    assert epochs == math.ceil(800 / steps_per_epoch) and (epochs - 1) * steps_per_epoch < 800 <= epochs * steps_per_epoch
+    assert (epochs == math.ceil(800 / steps_per_epoch)
+            and (epochs - 1) * steps_per_epoch < 800 <= epochs * steps_per_epoch)
     # the resolved number is the study's setting: asking for it explicitly resumes the same study
     pruning.study(tmp_path, ds, protocol="paper", **{**TINY, "criteria": ("mp",), "finetune_epochs": epochs})
     with pytest.raises(TypeError, match=r"finetune_epochs \(or 'auto'\) must be an integer"):
@@ -94,7 +97,8 @@ def test_cnn_prunes_conv_and_linear_weights_together(tmp_path):
     masks = pruning.prune(net, CE, ds, "qm", pruning.CNN_SPARSITY, 2, samples=30).masks
     assert set(masks) == {"0.weight", "3.weight", "7.weight", "9.weight", "11.weight"}
     assert all(r["sparsity"] == pytest.approx(0.956, abs=1e-4) for r in records)
-    flat = data.Dataset("flat", (X[:40].flatten(1), y[:40]), (X[40:50].flatten(1), y[40:50]), (X[50:].flatten(1), y[50:]), 10)
+    flat = data.Dataset("flat", (X[:40].flatten(1), y[:40]), (X[40:50].flatten(1), y[40:50]),
+                        (X[50:].flatten(1), y[50:]), 10)
     with pytest.raises(ValueError, match=r"lenet5.*\(channels, 28, 28\).*flatten=False"):
         pruning.study(tmp_path / "flat", flat, model="lenet5", **TINY)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import losstools as lt
-from losstools import data, models, pruning
+from losstools import models, pruning
 from losstools.pruning import masks as mask_ops
 
 from .conftest import tiny_classification, tiny_mlp
@@ -135,7 +135,8 @@ def _linear_regression(n=40, d=5, k=2, seed=0):
     """A bias-free linear model at its exact least-squares minimum: the MSE is a quadratic in W."""
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    Y = X @ torch.randn(d, k, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    Y = (X @ torch.randn(d, k, generator=g, dtype=torch.float64)
+         + 0.3 * torch.randn(n, k, generator=g, dtype=torch.float64))
     net = nn.Sequential(nn.Linear(d, k, bias=False)).double()
     with torch.no_grad():
         net[0].weight.copy_(torch.linalg.lstsq(X, Y).solution.T)
@@ -216,8 +217,10 @@ def test_finetuning_keeps_pruned_weights_at_zero(digits64):
 
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sparsity": 1.0}, "sparsity"), ({"sparsity": -0.1}, "sparsity"), ({"criterion": "random"}, "unknown pruning criterion"),
-    ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"schedule": "cosine"}, "schedule"), ({"scope": "row"}, "scope"),
+    ({"sparsity": 1.0}, "sparsity"), ({"sparsity": -0.1}, "sparsity"),
+    ({"criterion": "random"}, "unknown pruning criterion"),
+    ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"schedule": "cosine"}, "schedule"),
+    ({"scope": "row"}, "scope"),
     ({"curvature": "kfac"}, "curvature"), ({"reg": -1.0}, "lambda"), ({"criterion": "obs", "curvature": "mc"}, "OBS"),
 ])
 def test_bad_input_is_refused_clearly(trained, kwargs, message):
@@ -333,7 +336,8 @@ def test_select_sorting_only_alive_weights_equals_ranking_all_with_minus_infinit
                 k = max(round(fraction * flat.numel()), int((flat == -float("inf")).sum()))
                 keep = torch.ones(flat.numel(), dtype=torch.bool)
                 keep[torch.sort(flat, stable=True).indices[:k]] = False
-                expected.update({n: p.view(masks[n].shape) for n, p in zip(group, keep.split([masks[n].numel() for n in group]))})
+                expected.update({n: p.view(masks[n].shape)
+                                 for n, p in zip(group, keep.split([masks[n].numel() for n in group]))})
             got = pruning.select(scores, masks, fraction, scope)
             assert all(torch.equal(got[n], expected[n]) for n in masks)
 
@@ -351,8 +355,10 @@ def test_prune_accepts_a_dataloader_and_a_one_shot_generator(trained):
 
 
 @pytest.mark.parametrize("bad, error, message", [
-    ([{"x": torch.zeros(2, 4), "y": torch.zeros(2, dtype=torch.long)}], TypeError, r"dict \(keys \['x', 'y'\]\).*\(X, y\)"),
-    ((torch.zeros(5, 4, dtype=torch.long), torch.zeros(5, dtype=torch.long)), TypeError, r"floating point.*X.float\(\)"),
+    ([{"x": torch.zeros(2, 4), "y": torch.zeros(2, dtype=torch.long)}], TypeError,
+     r"dict \(keys \['x', 'y'\]\).*\(X, y\)"),
+    ((torch.zeros(5, 4, dtype=torch.long), torch.zeros(5, dtype=torch.long)), TypeError,
+     r"floating point.*X.float\(\)"),
     ((torch.full((5, 4), float("nan"), dtype=torch.float64), torch.zeros(5, dtype=torch.long)), ValueError, "NaN"),
     ((torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long)), ValueError, "at least one example"),
     ({"X": 1}, TypeError, "Dataset, an \\(X, y\\) pair"),
@@ -436,9 +442,11 @@ def test_no_function_shadows_its_own_submodule():
     for package in (lt.pruning, lt, lt.curvature):
         for info in pkgutil.iter_modules(package.__path__):
             value = getattr(package, info.name, None)
-            assert value is None or isinstance(value, types.ModuleType), f"{package.__name__}.{info.name} hides the module"
+            assert value is None or isinstance(value, types.ModuleType), (
+                f"{package.__name__}.{info.name} hides the module")
     assert importlib.import_module("losstools.pruning._study").study is pruning.study
-    assert not hasattr(pruning, "CURVATURES") and set(pruning.SALIENCY_CURVATURES) == {"ggn", "mc", "empirical", "hessian"}
+    assert (not hasattr(pruning, "CURVATURES")
+            and set(pruning.SALIENCY_CURVATURES) == {"ggn", "mc", "empirical", "hessian"})
 
 
 def test_nan_curvature_message_has_no_doubled_article(trained, monkeypatch):

@@ -13,7 +13,8 @@ from .conftest import tiny_classification, tiny_mlp
 
 def tiny_objective():
     X, y = tiny_classification(n=10, d=3, c=3)
-    return lt.Objective(tiny_mlp((3, 4, 3), "tanh", seed=1), spectrum.half_squared_error, spectrum.one_hot_data(X, y, 3))
+    return lt.Objective(tiny_mlp((3, 4, 3), "tanh", seed=1), spectrum.half_squared_error,
+                        spectrum.one_hot_data(X, y, 3))
 
 
 def test_half_squared_error_and_one_hot():
@@ -69,7 +70,8 @@ def test_negative_fraction_and_mass_on_a_known_spectrum():
     sd = spectral_density(Op(), num_probes=3, num_steps=8, progress=False)
     assert spectrum.negative_fraction(sd) == pytest.approx(3 / 8, abs=1e-9)
     assert spectrum.negative_fraction(sd, below=1e-3) == pytest.approx(2 / 8, abs=1e-9)
-    assert spectrum.negative_mass(sd) == pytest.approx(float(values[values < 0].abs().sum() / values.abs().sum()), abs=1e-9)
+    assert spectrum.negative_mass(sd) == pytest.approx(float(values[values < 0].abs().sum() / values.abs().sum()),
+                                                       abs=1e-9)
 
 
 def test_quadratic_iterates_closed_form_and_hessian_at():
@@ -110,7 +112,8 @@ def test_plots_of_notebook_05():
     assert len(fig.axes) == 3 and "ηλ_max" in fig.axes[2].get_title()
     result = spectrum.overshoot(obj, np.linspace(0, 1, 5), lanczos_steps=10)
     assert plotting.overshoot(result).axes[0].get_lines()[0].get_ydata().tolist() == result.actual.tolist()
-    assert len(plotting.spectral_densities(np.linspace(-1, 1, 5), {"a": np.ones(5), "b": np.ones(5)}).axes[0].lines) == 3
+    assert len(plotting.spectral_densities(np.linspace(-1, 1, 5),
+                                           {"a": np.ones(5), "b": np.ones(5)}).axes[0].lines) == 3
     plt.close("all")
 
 

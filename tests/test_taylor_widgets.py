@@ -177,7 +177,8 @@ def test_pruning_explorer_prunes_a_copy_and_shows_its_steps():
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))          # the model is not changed
     actual = sum(h["loss_after"] - h["loss_before"] for h in ex.result.history)
     assert ex.text.startswith(f"actual ΔL {actual:.3f}, summed QM prediction ")
-    np.testing.assert_allclose(ex.plot.actual.get_ydata(), [h["loss_after"] - h["loss_before"] for h in ex.result.history])
+    np.testing.assert_allclose(ex.plot.actual.get_ydata(),
+                               [h["loss_after"] - h["loss_before"] for h in ex.result.history])
     first = png(ex)
     ex.controls["criterion"].value = "obd"
     assert png(ex) != first and ex.figure is ex.plot.figure

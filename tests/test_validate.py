@@ -32,7 +32,8 @@ def test_fraction_refuses(value, error, message):
 
 
 def test_positive_int():
-    assert v.positive_int(3, "steps") == 3 and v.positive_int(3.0, "steps") == 3 and v.positive_int(np.int64(2), "s") == 2
+    assert (v.positive_int(3, "steps") == 3 and v.positive_int(3.0, "steps") == 3
+            and v.positive_int(np.int64(2), "s") == 2)
     assert v.positive_int(0, "epochs", minimum=0) == 0
     for bad, error in [(0, ValueError), (2.5, ValueError), (math.inf, ValueError), (True, TypeError), ("3", TypeError)]:
         with pytest.raises(error, match="steps must be an integer >= 1"):

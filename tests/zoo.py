@@ -7,11 +7,11 @@ batches. The oracles differentiate ``loss_fn(model(X_all), y_all)`` twice with `
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.utils.prune
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -27,6 +27,8 @@ class Case:
     likelihood: bool = True  # the true Fisher is defined (CE / BCE-with-logits / MSE without weights)
     layers: bool = True  # K-FAC applies (selected parameters in Linear / Conv2d layers, each called once)
     tags: set = field(default_factory=set)
+    independent: bool = True  # the model treats the examples of a batch independently (per-example gradients exist)
+    paths: dict = field(default_factory=dict)  # the path the engine must choose, e.g. {"ggn.diagonal": "products"}
 
 
 def _gen(seed=0):
@@ -123,10 +125,83 @@ class Recurrent(nn.Module):
         return self.out(self.lstm(x)[0][:, -1])
 
 
+class Tempered(nn.Sequential):
+    """A Sequential subclass with its own forward: a temperature and a skip connection around the chain."""
+
+    def forward(self, x):
+        return super().forward(x) / 2.0 + x
+
+
+class MaskedLinear(nn.Linear):
+    """A pruning researcher's masked Linear: the weight times a fixed 0/1 mask."""
+
+    def __init__(self, m, n, generator):
+        super().__init__(m, n)
+        self.register_buffer("mask", (torch.rand(n, m, generator=generator) > 0.4).to(self.weight.dtype))
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight * self.mask, self.bias)
+
+
+class TiedAutoencoder(nn.Module):
+    """The decoder is the encoder's weight transposed, used outside the encoder's own call."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(3, 2)
+        self.dec_bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return torch.nn.functional.linear(torch.tanh(self.enc(x)), self.enc.weight.t(), self.dec_bias)
+
+
+class HeadBeforeEmbedding(nn.Module):
+    """An output head tied to an embedding that is registered after it (the head owns the canonical name)."""
+
+    def __init__(self, vocab=5, dim=3):
+        super().__init__()
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.emb = nn.Embedding(vocab, dim)
+        self.emb.weight = self.head.weight
+
+    def forward(self, tokens):
+        return self.head(torch.tanh(self.emb(tokens).mean(1)))
+
+
+class SharedParameter(nn.Module):
+    """Two Linear layers holding one Parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+class BatchCoupled(nn.Module):
+    """Batch statistics in the forward (a functional batch_norm in training mode): examples are coupled."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.inp(x)
+        return self.out(torch.tanh(torch.nn.functional.batch_norm(h, None, None, training=True)))
+
+
 def _conv():
     return nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
                          nn.Conv2d(3, 2, 2, dilation=2, padding=1), nn.MaxPool2d(2), nn.Dropout(0.3), nn.Flatten(),
                          nn.Linear(2, 3))
+
+
+def _pruned(model: nn.Module) -> nn.Module:
+    """``torch.nn.utils.prune``'s mask on the first layer (a forward pre-hook computes weight = weight_orig * mask)."""
+    torch.nn.utils.prune.random_unstructured(model[0], "weight", amount=0.4)
+    return model
 
 
 def cases() -> dict[str, Case]:
@@ -172,8 +247,8 @@ def cases() -> dict[str, Case]:
                                   nn.CrossEntropyLoss(), (X, y)),
         "reused-linear": Case(nn.Sequential(shared, nn.Tanh(), shared), nn.CrossEntropyLoss(), (X, y), layers=False),
         "registered-twice": Case(Registered(), nn.CrossEntropyLoss(), (X, y), layers=False),
-        "tied-embedding": Case(TiedEmbedding(), nn.CrossEntropyLoss(), (tokens, torch.randint(0, 5, (11,), generator=g)),
-                               layers=False),
+        "tied-embedding": Case(TiedEmbedding(), nn.CrossEntropyLoss(),
+                               (tokens, torch.randint(0, 5, (11,), generator=g)), layers=False),
         "residual": Case(Residual(), nn.CrossEntropyLoss(), _split(X, y)),
         "conv-bn-pool-dropout": Case(conv, nn.CrossEntropyLoss(), (img, y), params="weights"),
         "layernorm": Case(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 3)),
@@ -186,6 +261,36 @@ def cases() -> dict[str, Case]:
         "sdpa": Case(SDPA(), nn.MSELoss(), (seq, Y3), tags={"sequence"}),
         "frozen-parameters": Case(frozen, nn.CrossEntropyLoss(), (X, y)),
         "callable-loss": Case(mlp(), lambda out, t: ((out - t) ** 2).sum(1).mean(), (X, Y3), likelihood=False),
+        # what a fast path must not assume from a type (issue 18): each is right by the generic path
+        "sequential-subclass-forward": Case(Tempered(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)),
+                                            nn.CrossEntropyLoss(), (X, y),
+                                            paths={"hessian.diagonal": "forward-over-reverse tensor blocks",
+                                                   "ggn.product": "Jacobian products"}),
+        "masked-linear": Case(nn.Sequential(MaskedLinear(3, 4, g), nn.Tanh(), nn.Linear(4, 3)), nn.CrossEntropyLoss(),
+                              _split(X, y), layers=False,
+                              paths={"ggn.diagonal": "per-example gradients",
+                                     "hessian.diagonal": "forward-over-reverse tensor blocks"}),
+        "masked-linear-weights": Case(nn.Sequential(MaskedLinear(3, 4, g), nn.Tanh(), nn.Linear(4, 3)),
+                                      nn.CrossEntropyLoss(), (X, y), params="weights", layers=False,
+                                      paths={"ggn.diagonal": "per-example gradients"}),
+        "tied-autoencoder": Case(TiedAutoencoder(), nn.MSELoss(), (X, Y3), layers=False,
+                                 paths={"ggn.diagonal": "per-example gradients"}),
+        "head-tied-to-later-embedding": Case(HeadBeforeEmbedding(), nn.CrossEntropyLoss(),
+                                             (tokens, torch.randint(0, 5, (11,), generator=g)), layers=False,
+                                             paths={"ggn.diagonal": "per-example gradients"}),
+        "shared-parameter": Case(SharedParameter(), nn.CrossEntropyLoss(), _split(X, y), layers=False,
+                                 paths={"ggn.diagonal": "per-example gradients"}),
+        "batch-coupled": Case(BatchCoupled(), nn.CrossEntropyLoss(), (X, y), layers=False, independent=False,
+                              paths={"ggn.diagonal": "products"}),
+        "batch-coupled-subset": Case(BatchCoupled(), nn.CrossEntropyLoss(), (X, y), params=r"^out\.", layers=False,
+                                     independent=False, paths={"ggn.diagonal": "products"}),
+        "torch-prune-mask": Case(_pruned(mlp()), nn.CrossEntropyLoss(), (X, y), layers=False,
+                                 paths={"ggn.diagonal": "per-example gradients"}),
+        "mlp-huber": Case(mlp(), nn.HuberLoss(delta=0.5), (X, Y3), likelihood=False),
+        "mlp-l1": Case(mlp(), nn.L1Loss(), (X, Y3), likelihood=False),
+        "chain-stock": Case(mlp(), nn.CrossEntropyLoss(), (X, y),
+                            paths={"hessian.diagonal": "structured Linear chain", "ggn.product": "Linear chain by hand",
+                                   "ggn.diagonal": "per-layer hooks"}),
     }
     for case in raw.values():
         case.model = case.model.to(DT).eval()
@@ -203,7 +308,7 @@ def _leaves(model: nn.Module, params) -> tuple[nn.Module, list[str], list[torch.
     """A copy of the model and its selected parameters (deduplicated, model order) as autograd leaves."""
     import losstools as lt
 
-    model = copy.deepcopy(model)
+    model = getattr(model, "_orig_mod", model)  # a compiled model computes its module's function
     names = lt.select_parameters(model, params)
     named = dict(model.named_parameters())
     return model, names, [named[n] for n in names]
@@ -231,15 +336,16 @@ def oracle(case: Case) -> dict[str, torch.Tensor]:
                                                    materialize_grads=True)) for i in range(flat_out.numel())])
         o = out.detach().requires_grad_(True)
         go = torch.autograd.grad(case.loss_fn(o, y), o, create_graph=True)[0].reshape(-1)
-        H_out = torch.stack([torch.autograd.grad(go[i], o, retain_graph=True)[0].reshape(-1) for i in range(go.numel())])
+        H_out = torch.stack([torch.autograd.grad(go[i], o, retain_graph=True)[0].reshape(-1)
+                             for i in range(go.numel())])
         G = J.T @ H_out @ J
         # empirical Fisher: example n's term of the loss's sum, l_n = Z * L restricted to example n ... with
         # Z the loss's normaliser; for a per-example mean loss, l_n = loss on example n alone
         per = []
-        for n in range(len(X)):
+        for n in range(len(X) if case.independent else 0):  # no example's own gradient when the batch couples them
             ln = case.loss_fn(model(X[n : n + 1]), y[n : n + 1]) * _normaliser(case.loss_fn, y[n : n + 1])
             per.append(_flat(torch.autograd.grad(ln, leaves, allow_unused=True, materialize_grads=True)))
-        per = torch.stack(per)
+        per = torch.stack(per) if per else torch.full((0, P), torch.nan, dtype=DT)
         E = per.T @ per / _normaliser(case.loss_fn, y)
     return {"loss": loss.detach(), "grad": g.detach(), "hessian": H.detach(), "ggn": G.detach(),
             "empirical": E.detach(), "names": names}
@@ -251,6 +357,6 @@ def _normaliser(loss_fn, y) -> float:
         keep = y != loss_fn.ignore_index
         w = torch.ones(3, dtype=DT) if loss_fn.weight is None else loss_fn.weight
         return float((w[torch.where(keep, y, 0)] * keep).sum()) if loss_fn.weight is not None else float(keep.sum())
-    if isinstance(loss_fn, (nn.MSELoss, nn.BCEWithLogitsLoss)):
+    if isinstance(loss_fn, (nn.MSELoss, nn.BCEWithLogitsLoss, nn.L1Loss, nn.HuberLoss)):
         return float(y.numel())
     return float(len(y))

@@ -5,7 +5,8 @@
 Reads results/mnist5k_mlp, results/mnist5k_cnn, results/ablations and results/ablations_cnn (records.jsonl,
 megabytes, not committed) and writes mlp.json, cnn.json, cnn_steps14.json (the CNN at pi in {1, 14}) and
 ablations.json (kilobytes) as package data to losstools/pruning/mnist5k/ (``summary.stored_summary`` reads them),
-and tables.md and the figures here, beside the site's reproduction page. Tables use only the seeds that ran the whole grid (``complete_seeds``).
+and tables.md and the figures here, beside the site's reproduction page. Tables use only the seeds that ran the
+whole grid (``complete_seeds``).
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def figures(summary: dict, prefix: str) -> None:
     best = summary["best_qm"]
     if best:
         title = f"QM, {best['steps']} steps, λ = {best['reg']:g} (seed {best['seed']})"
-        plotting.predicted_vs_actual(best["history"], title).savefig(HERE / f"{prefix}_predicted_vs_actual.png", dpi=100)
+        plotting.predicted_vs_actual(best["history"], title).savefig(HERE / f"{prefix}_predicted_vs_actual.png",
+                                                                     dpi=100)
     plt.close("all")
 
 
@@ -73,7 +75,8 @@ def ablation_summary() -> dict:
     out.update(compared_ablations("cnn_", RESULTS / "mnist5k_cnn", RESULTS / "ablations_cnn"))
     mlp = load_records(baseline)
     if mlp:
-        out["correlation"] = {"spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
+        out["correlation"] = {
+            "spearman_dL_vs_finetuned_val_error": ablations.outcome_correlation(select_runs(mlp, REGS))}
     return out
 
 

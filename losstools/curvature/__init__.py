@@ -8,19 +8,21 @@ dictionaries: ``diag_ggn``, ``diag_fisher``, ``kfac``.
 Matrix-free estimators: ``hutchinson_diag``, ``hutchinson_trace``, ``hutchpp_trace``, ``lanczos``,
 ``spectral_density``. Cost versus accuracy of the estimators: ``study.cost_accuracy``.
 """
+from .._probe import PathFallbackWarning, VerificationError
+from .._structure import HookError
 from . import study
 from .diagonal import diag_fisher, diag_ggn
 from .estimators import SpectralDensity, hutchinson_diag, hutchinson_trace, hutchpp_trace, lanczos, spectral_density
 from .exact import eigh, eigvalsh, ggn, hessian, hessian_blocks, hessian_diag
-from .kronecker import KFAC, KFACOperator, kfac
+from .kronecker import KFAC, kfac
 from .layers import UnsupportedLayerError
 from .memory import DenseTooLargeError, check_dense, memory_budget, set_memory_budget
-from .operators import (GGN, CurvatureOperator, EmpiricalFisher, EmpiricalFisherOperator, Fisher, FisherOperator,
-                        GGNOperator, Hessian, HessianOperator)
+from .operators import GGN, CurvatureOperator, EmpiricalFisher, Fisher, Hessian
 
 __all__ = [
-    "GGN", "KFAC", "CurvatureOperator", "DenseTooLargeError", "EmpiricalFisher", "Fisher", "Hessian",
-    "SpectralDensity", "UnsupportedLayerError", "check_dense", "diag_fisher", "diag_ggn", "eigh", "eigvalsh", "ggn",
-    "hessian", "hessian_blocks", "hessian_diag", "hutchinson_diag", "hutchinson_trace", "hutchpp_trace", "kfac",
-    "lanczos", "memory_budget", "set_memory_budget", "spectral_density",
+    "GGN", "KFAC", "CurvatureOperator", "DenseTooLargeError", "EmpiricalFisher", "Fisher", "Hessian", "HookError",
+    "PathFallbackWarning", "SpectralDensity", "UnsupportedLayerError", "VerificationError", "check_dense",
+    "diag_fisher", "diag_ggn", "eigh", "eigvalsh", "ggn", "hessian", "hessian_blocks", "hessian_diag",
+    "hutchinson_diag", "hutchinson_trace", "hutchpp_trace", "kfac", "lanczos", "memory_budget", "set_memory_budget",
+    "spectral_density", "study",
 ]

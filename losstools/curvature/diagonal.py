@@ -9,9 +9,10 @@ All are of the **mean** loss over all the data (batches and ranks, see ``Objecti
 - empirical Fisher: (1/Z) sum_n (d l_n / d theta)^2 with the data's own labels.
 
 :func:`layer_diagonal` works per layer by hooks on nn.Linear / nn.Conv2d (see :mod:`.layers`): one
-forward and one batched backward pass per chunk of examples (memory bounded by the chunk), about C + 1 gradients for C outputs (exact) or
-``mc_samples`` + 1 (Monte-Carlo). :func:`per_example_diagonal` handles any other layer with per-example
-vector-Jacobian products (``vmap`` over examples), at about C gradients' flops but more memory.
+forward and one batched backward pass per chunk of examples (memory bounded by the chunk), about C + 1
+gradients for C outputs (exact) or ``mc_samples`` + 1 (Monte-Carlo). :func:`per_example_diagonal` handles any
+other layer with per-example vector-Jacobian products (``vmap`` over examples), at about C gradients' flops but
+more memory.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ _CHUNK_BYTES = 2**28  # per-example gradients held at once in per_example_diagon
 def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progress: bool = True,
                    what: str = "GGN diagonal") -> torch.Tensor:
     """The flat (P,) diagonal of (1/Z) sum_n J_n^T V_n V_n^T J_n, ``V = vectors(out, y)`` (B, C, K), by hooks."""
-    layers = supported_layers(obj.model, obj.names, what)
+    layers = supported_layers(obj, what)
     by_column = any(isinstance(layer.module, nn.Conv2d) for layer in layers)  # see backpropagate
 
     def batch_sum(X, y):
@@ -70,8 +71,8 @@ def per_example_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor,
     return obj.data_mean(batch_sum, (obj.num_params,), progress, what)
 
 
-def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], mc_samples: int | None = None,
-             params: ParamFilter = None, seed: int | torch.Generator | None = 0,
+def diag_ggn(model: nn.Module | Objective, loss_fn: Callable | None = None, data: Batch | Iterable[Batch] | None = None,
+             mc_samples: int | None = None, params: ParamFilter = None, seed: int | torch.Generator | None = 0,
              progress: bool = True) -> dict[str, torch.Tensor]:
     """Diagonal of the GGN of the mean loss, ``{name: tensor shaped like the parameter}``.
 
@@ -79,33 +80,36 @@ def diag_ggn(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch],
     Monte-Carlo estimate with ``mc_samples`` sampled labels per example, drawn from ``seed`` (an int or a
     ``torch.Generator`` on the parameters' device). Unbiased. The same as ``GGN(obj).diagonal()`` or
     ``Fisher(obj, mc_samples=...).diagonal()``; the model is not changed. ``progress``: a bar on passes over 2 s.
+    The first argument is a model (with ``loss_fn`` and ``data``) or an Objective: ``diag_ggn(obj)``.
 
     >>> d = diag_ggn(net, nn.CrossEntropyLoss(), (X, y))     # doctest: +SKIP
     >>> d["0.weight"].shape == net[0].weight.shape           # doctest: +SKIP
     True
     """
-    from .operators import GGN, Fisher
+    from .operators import GGN, Fisher, as_objective
 
-    obj = Objective(model, loss_fn, data, params)
+    obj = as_objective(model, loss_fn, data, params)
     op = GGN(obj, progress=progress) if mc_samples is None else Fisher(obj, mc_samples=mc_samples, seed=seed,
                                                                       progress=progress)
     return obj.unflatten(op.diagonal())
 
 
-def diag_fisher(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kind: str = "empirical",
-                mc_samples: int = 1, params: ParamFilter = None,
-                seed: int | torch.Generator | None = 0, progress: bool = True) -> dict[str, torch.Tensor]:
+def diag_fisher(model: nn.Module | Objective, loss_fn: Callable | None = None,
+                data: Batch | Iterable[Batch] | None = None, kind: str = "empirical", mc_samples: int = 1,
+                params: ParamFilter = None, seed: int | torch.Generator | None = 0,
+                progress: bool = True) -> dict[str, torch.Tensor]:
     """Diagonal of a Fisher matrix of the mean loss, ``{name: tensor shaped like the parameter}``.
 
     ``kind``: ``"empirical"`` (mean of squared per-example gradients with the data's labels),
     ``"true"`` (exact expectation over the model's predictive distribution; equals the exact GGN
     diagonal for cross-entropy, BCE-with-logits and MSE) or ``"mc"`` (``mc_samples`` sampled labels
-    per example, unbiased for the true one).
+    per example, unbiased for the true one). The first argument is a model (with ``loss_fn`` and ``data``) or an
+    Objective: ``diag_fisher(obj, kind="true")``.
     """
-    from .operators import EmpiricalFisher, Fisher
+    from .operators import EmpiricalFisher, Fisher, as_objective
 
     choice(kind, ("empirical", "true", "mc"), "Fisher kind")
-    obj = Objective(model, loss_fn, data, params)
+    obj = as_objective(model, loss_fn, data, params)
     if kind == "empirical":
         op = EmpiricalFisher(obj, progress=progress)
     else:

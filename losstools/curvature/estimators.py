@@ -38,7 +38,8 @@ def _check_count(value: int, what: str) -> int:
 
 def _bar(total: int, progress: bool, desc: str) -> tqdm:
     """A tqdm bar counting products (shown when the loop lasts over ``_progress.PROGRESS_DELAY`` s)."""
-    return tqdm(total=total, desc=desc, unit="products", delay=_progress.PROGRESS_DELAY, leave=False, disable=not progress)
+    return tqdm(total=total, desc=desc, unit="products", delay=_progress.PROGRESS_DELAY, leave=False,
+                disable=not progress)
 
 
 def _products(op, M: torch.Tensor, block: int, bar: tqdm) -> torch.Tensor:
@@ -64,7 +65,8 @@ def hutchinson_diag(op, num_probes: int = 100, seed: int | torch.Generator | Non
                     progress: bool = True) -> torch.Tensor:
     """Unbiased estimate of diag(A), shape (P,), from ``num_probes`` products (``op.unflatten`` splits it)."""
     num_probes = _check_count(num_probes, "num_probes")
-    total = sum((Z * AZ).sum(1) for Z, AZ in _probe_blocks(op, num_probes, block, seed, progress, "Hutchinson diagonal"))
+    total = sum((Z * AZ).sum(1)
+                for Z, AZ in _probe_blocks(op, num_probes, block, seed, progress, "Hutchinson diagonal"))
     return total / num_probes
 
 

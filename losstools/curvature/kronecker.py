@@ -43,7 +43,7 @@ class KFAC(CurvatureOperator):
         super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
         obj = self.objective
         self.kind = kind
-        self.layers = supported_layers(obj.model, obj.names, "K-FAC")
+        self.layers = supported_layers(obj, "K-FAC")
         gen = generator(seed, self.device) if kind == "mc" else None
         sizes = [((layer.module.weight[0].numel() if layer.weight else 0) + (1 if layer.bias else 0),
                   layer.module.weight.shape[0]) for layer in self.layers]
@@ -57,7 +57,8 @@ class KFAC(CurvatureOperator):
             """Views (A_l, G_l) of one flat buffer holding every layer's factors."""
             out, start = [], 0
             for i, o in sizes:
-                out.append((flat[start : start + i * i].view(i, i), flat[start + i * i : start + i * i + o * o].view(o, o)))
+                out.append((flat[start : start + i * i].view(i, i),
+                            flat[start + i * i : start + i * i + o * o].view(o, o)))
                 start += i * i + o * o
             return out
 
@@ -73,7 +74,8 @@ class KFAC(CurvatureOperator):
                                  "K-FAC factors")
         # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
         # by ratio = N / Z (1 for unweighted cross-entropy)
-        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device), (1,)))
+        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device),
+                                    (1,)))
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, (A, G) in zip(self.layers, split(flat)):
             self.factors[layer.name] = (A if ratio == 1 else A.div_(ratio), G)
@@ -141,5 +143,3 @@ def kfac(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Batch], kin
     """
     return KFAC(model, loss_fn, data, params, kind=kind, mc_samples=mc_samples, seed=seed, progress=progress)
 
-
-KFACOperator = KFAC  # the name of earlier releases

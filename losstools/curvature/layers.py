@@ -25,9 +25,10 @@ from torch import nn
 from torch.func import grad, jacrev, vmap
 from tqdm.auto import tqdm
 
-from .._loss import LossTerms
-from ..objective import Objective
 from .. import _progress
+from .._loss import LossTerms
+from .._structure import plain
+from ..objective import Objective
 
 SUPPORTED = (nn.Linear, nn.Conv2d)
 _CHUNK_ELEMENTS = 2**25  # per-example gradients materialised at once (T > 1 layers)
@@ -47,24 +48,39 @@ class Layer:
     bias: str | None
 
 
-def supported_layers(model: nn.Module, names: list[str], what: str) -> list[Layer]:
-    """The Linear / Conv2d layers owning the selected parameter ``names``, in model order."""
-    modules = dict(model.named_modules())
+def supported_layers(obj: Objective, what: str) -> list[Layer]:
+    """The layers owning the selected parameters, in model order, if every one of them is a stock ``nn.Linear`` or
+    ``nn.Conv2d`` (groups 1, zero padding; exact type, no hooks or parametrizations) whose selected parameters are
+    read once, by the layer's own call, and the model treats examples independently; else
+    :class:`UnsupportedLayerError` naming the first parameter that breaks a condition."""
+    modules = dict(obj.model.named_modules())
     layers: dict[str, Layer] = {}
-    for pname in names:
+    for pname in obj.names:
         mname, _, attr = pname.rpartition(".")
         module = modules[mname]
         problem = None
-        if not isinstance(module, SUPPORTED) or attr not in ("weight", "bias"):
+        if type(module) not in SUPPORTED or attr not in ("weight", "bias"):
             problem = f"it belongs to {mname or 'the model'!r} ({type(module).__name__})"
         elif isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
             problem = f"{mname!r} is a Conv2d with groups={module.groups}, padding_mode={module.padding_mode!r}"
+        elif not plain(module):
+            problem = f"{mname!r} has hooks or parametrizations that change what it computes"
+        elif not obj.output_is_tensor:
+            problem = (f"the model returns a {obj.output_type}: wrap it so that it returns the one tensor the loss "
+                       "compares with the targets")
+        elif not obj.examples_independent:
+            problem = "the model's output for one example depends on other examples of the batch"
+        elif not obj.structure.uses.get(pname):
+            problem = f"{mname!r} is not called in the forward pass; leave its parameters out with params=..."
+        elif not obj.structure.consumed_once_by_owner(pname):
+            problem = (f"it is not read exactly once, by {mname!r}'s own call (a tied or shared weight, or a weight "
+                       "used in another module's forward)")
         if problem:
             raise UnsupportedLayerError(
-                f"{what} works per layer on nn.Linear and nn.Conv2d (groups=1, zero padding) only; "
-                f"the selected parameter {pname!r} is not supported: {problem}. Select supported parameters "
-                "with params=... (e.g. params='weights' or a list of names), or use the matrix-free "
-                "estimators (hutchinson_diag on a GGNOperator / HessianOperator), which work for any layer."
+                f"{what} works per layer on stock nn.Linear and nn.Conv2d layers (groups=1, zero padding) whose "
+                f"parameters are read once, by their own call; the selected parameter {pname!r} is not supported: "
+                f"{problem}. Select supported parameters with params=... (e.g. a list of names), or use the "
+                "products (GGN(obj) @ v) and the matrix-free estimators (hutchinson_diag), which work for any model."
             )
         layer = layers.setdefault(mname, Layer(mname, module, None, None))
         setattr(layer, attr, pname)

@@ -31,15 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jvp, vmap
 
-from .._distributed import all_reduce_sum
 from .._progress import progress_bar
+from .._structure import plain, stock_forward
 from ..objective import Objective
 
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.Softplus, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Identity,
                nn.Softsign, nn.Tanhshrink, nn.Mish, nn.CELU, nn.SELU)
 # losses that are a sum of per-example terms (their normalisation depends on the targets only)
-SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss, nn.BCELoss, nn.L1Loss, nn.HuberLoss,
-                    nn.SmoothL1Loss)
+# (twice differentiable in the outputs: L1, Huber and smooth L1 are not, and take the product path)
+SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss, nn.BCELoss)
 _CHUNK_BYTES = 2**28  # per-example working memory aimed at per chunk of examples (256 MiB)
 _HEAD_BYTES = 2**30  # at most this much for the loss's per-example Hessians in the outputs
 
@@ -130,7 +130,7 @@ class LinearChain:
         params = obj.params_dict(theta)
         Ws = [params[layer.weight] for layer in self.layers]
         local = sum(obj.loss_terms.normaliser(y) for _, y in obj.batches())
-        self._normaliser = all_reduce_sum(torch.tensor([local], dtype=torch.float64, device=theta.device)).item()
+        self._normaliser = obj.all_reduce(torch.tensor([local], dtype=torch.float64, device=theta.device)).item()
         for X, y in obj.batches():
             xs, d1s, d2s, Z = self._forward(params, X)
             delta, M = self._head(Z, y)  # of the mean loss over all the data: weighted already
@@ -172,9 +172,11 @@ class LinearChain:
 def linear_chain(obj: Objective) -> LinearChain | None:
     """The structure of ``obj`` if the exact structured formulas apply to it, else None (use HVPs)."""
     model, loss = obj.model, obj.loss_fn
-    if not isinstance(model, nn.Sequential):
+    if not stock_forward(model, nn.Sequential) or type(loss) not in SEPARABLE_LOSSES or not obj.examples_independent:
         return None
-    if type(loss) not in SEPARABLE_LOSSES:
+    if not all(plain(m) for m in model.modules()):
+        return None
+    if not all(obj.structure.consumed_once_by_owner(n) for n in obj.names):
         return None
     children = list(model._modules.items())  # a module placed twice appears twice (named_children dedups)
     linears = [m for _, m in children if isinstance(m, nn.Linear)]

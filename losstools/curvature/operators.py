@@ -21,6 +21,8 @@ Build an operator from an Objective, ``Hessian(obj)``, or, as a convenience, fro
 """
 from __future__ import annotations
 
+import copy
+import warnings
 from functools import cached_property
 from typing import Callable
 
@@ -28,15 +30,13 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
-from torch.func import vmap
 
-from .. import _autodiff
+from .. import _autodiff, _probe
 from .._validate import positive_int
-from .._distributed import all_reduce_sum
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
-from .layers import UnsupportedLayerError, class_weights, output_vectors, softmax_cross_entropy
+from .layers import UnsupportedLayerError, class_weights, output_vectors, softmax_cross_entropy, supported_layers
 from .memory import check_dense
 from .passes import generator
 
@@ -74,6 +74,7 @@ class CurvatureOperator:
         self.progress = bool(progress)
         self.num_examples = self.objective.num_examples  # over all ranks
         self.matvecs = 0
+        self.paths: dict[str, str] = {}  # the path each part took, e.g. {"diagonal": "per-layer hooks"}
 
     @property
     def num_params(self) -> int:
@@ -96,7 +97,12 @@ class CurvatureOperator:
         return self.objective.unflatten(vector)
 
     def _matmat(self, M: torch.Tensor) -> torch.Tensor:
+        """The product with M (P, k): the per-matrix piece every operator supplies."""
         raise NotImplementedError
+
+    def _product_matmat(self, M: torch.Tensor) -> torch.Tensor:
+        """The generic product path (the reference the fast paths are verified against)."""
+        return self._matmat(M)
 
     def _mean(self, batch_sum: Callable, shape: tuple, what: str) -> torch.Tensor:
         return self.objective.data_mean(batch_sum, shape, self.progress, f"{self.name} {what}")
@@ -131,6 +137,30 @@ class CurvatureOperator:
     def _part(self, part: str, chunk_size: int | None):
         return _columns.from_products(self, part, _columns.auto_chunk(self.objective, chunk_size))
 
+    # ------------------------------------------------------------------ verify, then trust
+    def _probe_copy(self) -> "CurvatureOperator":
+        """This operator on :meth:`Objective.restricted`: float64, a few examples, never all-reduced."""
+        probe = copy.copy(self)
+        probe.objective = self.objective.restricted(self.theta)
+        probe.theta, probe.progress, probe.paths = probe.objective.theta, False, {}
+        probe.__dict__.pop("_chain", None)
+        return probe
+
+    def _verified(self, path: str, fast: Callable, reference: Callable) -> bool:
+        """Whether ``fast(probe)`` matches ``reference(probe)`` on :meth:`_probe_copy` (checked once per model
+        structure); on a mismatch, a warning that names the path (the caller then takes the product path)."""
+        key = (type(self).__name__, getattr(self, "kind", None), path, self.objective.signature)
+
+        def check():
+            probe = self._probe_copy()
+            err = _probe.relative_error(fast(probe), reference(probe))
+            return None if err <= _probe.TOLERANCE else f"relative difference {err:.1e} in float64"
+
+        problem = _probe.verdict(key, check)
+        if problem:
+            _probe.fall_back(path, problem, "the product path")
+        return problem is None
+
     def to_scipy(self) -> LinearOperator:
         """A ``scipy.sparse.linalg.LinearOperator`` (NumPy in and out, float32/float64 as the parameters)."""
         np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
@@ -142,7 +172,8 @@ class CurvatureOperator:
         return LinearOperator(self.shape, matvec=apply, rmatvec=apply, matmat=apply, dtype=np_dtype)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(P={self.num_params}, N={self.num_examples}, dtype={self.dtype}, device={self.device})"
+        return (f"{type(self).__name__}(P={self.num_params}, N={self.num_examples}, dtype={self.dtype}, "
+                f"device={self.device})")
 
 
 class Hessian(CurvatureOperator):
@@ -156,29 +187,72 @@ class Hessian(CurvatureOperator):
     def _matmat(self, M):
         return self.objective.hvp(M, self.theta)
 
+    def _product_matmat(self, M):
+        return self.objective._hvp(M, self.theta)
+
     def _part(self, part: str, chunk_size: int | None):
         obj = self.objective
+        obj.verify_products("hessian")
         chain = structured.linear_chain(obj)
-        if chain is not None:
-            if part == "dense":
-                out = torch.zeros(obj.num_params, obj.num_params, dtype=obj.dtype, device=obj.device)
-                structured.dense_hessian(chain, self.theta, out, chunk_size)
-                return all_reduce_sum(out)
-            if part == "diagonal":
-                out = torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
-                structured.diagonal(chain, self.theta, out, chunk_size)
-                return all_reduce_sum(out)
-            blocks = structured.diagonal_blocks(chain, self.theta, chunk_size)
-            return {n: all_reduce_sum(blocks[n]) for n in obj.names}
+        if chain is not None and self._verified(f"structured Linear-chain Hessian ({part})",
+                                                lambda op: _at_coordinates(op, part, op._chain_part(part, None)),
+                                                lambda op: _at_coordinates(op, part, None)):
+            self.paths[part] = "structured Linear chain"
+            return self._chain_part(part, chunk_size, chain)
         if obj.forward_mode_ok:
+            self.paths[part] = "forward-over-reverse tensor blocks"
             return _columns.hessian_tensor_blocks(obj, self.theta, part, _columns.auto_chunk(obj, chunk_size))
+        self.paths[part] = "products"
         return super()._part(part, chunk_size)
+
+    def _chain_part(self, part: str, chunk_size: int | None, chain: structured.LinearChain | None = None):
+        obj = self.objective
+        chain = chain or structured.linear_chain(obj)
+        if part == "dense":
+            out = torch.zeros(obj.num_params, obj.num_params, dtype=obj.dtype, device=obj.device)
+            structured.dense_hessian(chain, self.theta, out, chunk_size)
+            return obj.all_reduce(out)
+        if part == "diagonal":
+            out = torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
+            structured.diagonal(chain, self.theta, out, chunk_size)
+            return obj.all_reduce(out)
+        blocks = structured.diagonal_blocks(chain, self.theta, chunk_size)
+        return {n: obj.all_reduce(blocks[n]) for n in obj.names}
+
+
+def _at_coordinates(op: CurvatureOperator, part: str, value) -> torch.Tensor:
+    """The entries of ``part`` ("dense", "diagonal" or "blocks") that lie in a few random columns S of the matrix,
+    flattened: from ``value`` (that part, computed by a fast path) or, if None, from the product path's op E_S."""
+    obj = op.objective
+    S = _probe.random_coordinates(obj.num_params)
+    if value is None:
+        E = torch.zeros(obj.num_params, len(S), dtype=obj.dtype, device=obj.device)
+        E[S, torch.arange(len(S))] = 1
+        columns = op._product_matmat(E)
+        value = columns if part == "dense" else columns[S, torch.arange(len(S))] if part == "diagonal" else \
+            {n: columns[s] for n, s in obj.slices().items()}
+        if part != "blocks":
+            return value.reshape(-1)
+        return torch.cat([_block_column(obj, value, i, k) for k, i in enumerate(S.tolist())])
+    if part == "dense":
+        return value[:, S].reshape(-1)
+    if part == "diagonal":
+        return value[S]
+    return torch.cat([_block_column(obj, value, i) for i in S.tolist()])
+
+
+def _block_column(obj: Objective, blocks: dict, i: int, k: int | None = None) -> torch.Tensor:
+    """Column i of the matrix restricted to its tensor's diagonal block: from the blocks (k None) or from
+    ``{name: product columns}`` (column k)."""
+    name, cols = next((n, s) for n, s in obj.slices().items() if s.start <= i < s.stop)
+    return blocks[name][:, i - cols.start] if k is None else blocks[name][:, k]
 
 
 def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
     """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
     loss = obj.loss_terms.loss_fn
-    if softmax_cross_entropy(loss, out):  # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+    # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
+    if softmax_cross_entropy(loss, out):
         p = torch.softmax(out, -1)
         return class_weights(loss, y, out.dtype)[:, None] * p * (JM - (JM * p).sum(-1, keepdim=True))
     flat = JM.reshape(len(JM), -1).T  # (outputs, k)
@@ -189,82 +263,127 @@ def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, 
     return _autodiff.hvp(loss_of, out.reshape(-1), flat, obj.ad_mode).T.reshape(JM.shape)
 
 
-class GGN(CurvatureOperator):
-    """The generalised Gauss-Newton G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss
-    term in the outputs: PSD for losses convex in the outputs; equals the true Fisher for cross-entropy,
-    BCE-with-logits and MSE. A product: one Jacobian-vector product (path: ``Objective.jvp_mode``), the loss's
-    Hessian in the outputs (closed form for cross-entropy), one vector-Jacobian product; through chains of
-    Linear layers and elementwise activations both by hand (``linear_chain.ggn_batch_sum``). ``diagonal()``:
-    per-layer hooks (Linear / Conv2d; about C gradients for C outputs), per-example gradients for any other layer."""
+class _GGNFamily(CurvatureOperator):
+    """(1/Z) sum_n J_n^T L_n J_n: the Jacobians J_n of example n's outputs and an output matrix L_n of a ``kind``,
+    given by output vectors V_n (C, K) with L_n = V_n V_n^T (:func:`~.layers.output_vectors`): "exact" (the loss's
+    Hessian in the outputs: the GGN, and the true Fisher of a likelihood), "mc" (sampled label gradients: the
+    Monte-Carlo Fisher) or "empirical" (the data's label gradients: the empirical Fisher).
 
-    name = "GGN"
+    A product: one Jacobian-vector product (path: ``Objective.jvp_mode``), L_n (closed form for cross-entropy), one
+    vector-Jacobian product; through stock chains of Linear layers and elementwise activations both by hand
+    (``linear_chain.ggn_batch_sum``). ``diagonal()``: per-layer hooks (stock Linear / Conv2d; about C gradients for C
+    outputs), else per-example gradients, else products. Each fast path is verified before it is taken.
+    """
+
     kind = "exact"
-
-    @cached_property
-    def _chain(self) -> structured.LinearChain | None:
-        """The model's Linear-chain structure, if it has one (products then go by hand)."""
-        return structured.linear_chain(self.objective)
-
-    def _matmat(self, M):
-        obj, mode = self.objective, self.objective.jvp_mode(M.shape[1])
-        if self._chain is not None:  # Linear layers and elementwise activations: forward and backward by hand
-            with torch.no_grad():
-                batch_sum = structured.ggn_batch_sum(self._chain, self.theta, M, _output_hessian_product)
-                return self._mean(batch_sum, tuple(M.shape), "product")
-
-        def batch_sum(X, y):
-            out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
-            HJM = _output_hessian_product(obj, out.detach(), y, JM)
-            return pullback(HJM).T
-
-        return self._mean(batch_sum, tuple(M.shape), "product")
-
-    def _vectors(self) -> Callable:
-        """``(out, y) -> V (B, C, K)`` with sum_k V V^T this matrix's per-example output matrix."""
-        return lambda out, y: output_vectors(self.kind, self.objective.loss_terms, out, y)
-
-    def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
-        """The exact diagonal (P,): per-layer hooks, or per-example gradients for other layers."""
-        from .diagonal import layer_diagonal, per_example_diagonal
-
-        obj = self.objective
-        try:
-            diag = layer_diagonal(obj, self._vectors(), self.theta, self.progress, f"{self.name} diagonal")
-        except UnsupportedLayerError:
-            diag = per_example_diagonal(obj, self._vectors(), self.theta, self.progress, f"{self.name} diagonal")
-        return obj._check_finite(diag, f"{self.name} diagonal")
-
-
-class _OuterProduct(GGN):
-    """(1/Z) sum_n J_n^T V_n V_n^T J_n for output vectors V_n (C, K) of a ``kind`` (see layers.output_vectors)."""
 
     def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False,
                  mc_samples: int = 1, seed: int | torch.Generator | None = 0):
         super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
+        if not self.objective.output_is_tensor:
+            raise ValueError(
+                f"the model returns a {self.objective.output_type} and the {self.name} is a matrix in the model's "
+                "outputs: wrap the model so that it returns the one tensor the loss compares with the targets, e.g. "
+                "a module whose forward returns model(x)[0] (the Hessian needs no such wrapper)")
+        if isinstance(self.loss_fn, nn.NLLLoss) and self.kind == "exact":
+            warnings.warn("nn.NLLLoss is linear in the model's outputs (log-probabilities), so its Gauss-Newton matrix "
+                          "in those outputs is zero, and so are QM's and OBD's curvature terms. End the model at the "
+                          "logits and use nn.CrossEntropyLoss (the same loss) to get the softmax's curvature",
+                          stacklevel=3)
         self.mc_samples = int(mc_samples)
         self._gen = generator(seed, self.device)
         self._state = self._gen.get_state()  # every product re-draws the same labels: one fixed matrix
 
+    @cached_property
+    def _chain(self) -> structured.LinearChain | None:
+        """The model's stock Linear-chain structure, if it has one (products then go by hand)."""
+        return structured.linear_chain(self.objective)
+
     def _vectors(self) -> Callable:
+        """``(out, y) -> V (B, C, K)`` with V V^T this matrix's per-example output matrix (sampled labels re-drawn
+        identically for every product)."""
         self._gen.set_state(self._state)
         terms, kind, samples, gen = self.objective.loss_terms, self.kind, self.mc_samples, self._gen
         return lambda out, y: output_vectors(kind, terms, out, y, samples, gen)
 
+    def _output_product(self) -> Callable:
+        """``(obj, out, y, JM (k, *out.shape)) -> L JM``, L the per-example output matrices."""
+        if self.kind == "exact":
+            return _output_hessian_product
+        vectors = self._vectors()
+
+        def product(obj, out, y, JM):
+            V = vectors(out, y)  # (B, C, K)
+            flat = JM.reshape(len(JM), len(out), -1)
+            return torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", flat, V)).reshape(JM.shape)
+
+        return product
+
     def _matmat(self, M):
-        obj, vectors = self.objective, self._vectors()
+        if self._chain is not None and self._verified(
+                f"Linear-chain {self.name} product", lambda op: op._chain_matmat(_directions(op)),
+                lambda op: op._product_matmat(_directions(op))):
+            self.paths["product"] = "Linear chain by hand"
+            return self._chain_matmat(M)
+        self.paths["product"] = "Jacobian products"
+        return self._product_matmat(M)
+
+    def _chain_matmat(self, M):
+        with torch.no_grad():
+            batch_sum = structured.ggn_batch_sum(self._chain, self.theta, M, self._output_product())
+            return self._mean(batch_sum, tuple(M.shape), "product")
+
+    def _product_matmat(self, M):
+        obj, mode, product = self.objective, self.objective.jvp_mode(M.shape[1]), self._output_product()
+        obj.verify_products("jacobian")
 
         def batch_sum(X, y):
-            mode = obj.jvp_mode(M.shape[1])
             out, JM, pullback = _autodiff.jacobian_products(lambda th: obj.outputs(th, X), self.theta, M, mode)
-            V = vectors(out.detach(), y)  # (B, C, K)
-            JM = JM.reshape(M.shape[1], len(X), -1)
-            W = torch.einsum("bcs,kbs->kbc", V, torch.einsum("kbc,bcs->kbs", JM, V))
-            return pullback(W.reshape(M.shape[1], *out.shape)).T
+            return pullback(product(obj, out.detach(), y, JM)).T
 
         return self._mean(batch_sum, tuple(M.shape), "product")
 
+    def _hooks_apply(self) -> bool:
+        try:
+            supported_layers(self.objective, self.name)
+        except UnsupportedLayerError:
+            return False
+        return True
 
-class Fisher(_OuterProduct):
+    def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
+        """The exact diagonal (P,): per-layer hooks, else per-example gradients, else P products (each verified)."""
+        from .diagonal import layer_diagonal, per_example_diagonal
+
+        obj, what = self.objective, f"{self.name} diagonal"
+        for path, method, applies in (("per-layer hooks", layer_diagonal, self._hooks_apply),
+                                      ("per-example gradients", per_example_diagonal,
+                                       lambda: obj.examples_independent)):
+            if applies() and self._verified(
+                    f"{path} {what}",
+                    lambda op: _at_coordinates(op, "diagonal", method(op.objective, op._vectors(), op.theta, False)),
+                    lambda op: _at_coordinates(op, "diagonal", None)):
+                self.paths["diagonal"] = path
+                return obj._check_finite(method(obj, self._vectors(), self.theta, self.progress, what), what)
+        self.paths["diagonal"] = "products"
+        return super().diagonal(chunk_size)
+
+
+def _directions(op: CurvatureOperator) -> torch.Tensor:
+    return _probe.random_directions(op.num_params, 2, op.theta)
+
+
+class GGN(_GGNFamily):
+    """The generalised Gauss-Newton G = (1/Z) sum_n J_n^T H_n J_n, H_n the Hessian of example n's loss term in the
+    outputs: PSD for losses convex in the outputs; equals the true Fisher for cross-entropy, BCE-with-logits and
+    MSE. Products, diagonal and paths: see :class:`_GGNFamily`."""
+
+    name = "GGN"
+
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False):
+        super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
+
+
+class Fisher(_GGNFamily):
     """The true Fisher E_{y~p(y|f)}[g g^T] of the likelihood whose negative log is ``loss_fn``.
 
     ``mc_samples=None``: exact (the expectation in closed form; equals the GGN for these losses).
@@ -286,7 +405,7 @@ class Fisher(_OuterProduct):
         self.kind = "exact" if mc_samples is None else "mc"
 
 
-class EmpiricalFisher(_OuterProduct):
+class EmpiricalFisher(_GGNFamily):
     """The empirical Fisher (1/Z) sum_n g_n g_n^T, g_n example n's gradient with the data's labels.
 
     Not the curvature of anything in general: it matches the Fisher only where the model fits the labels' noise.
@@ -295,6 +414,9 @@ class EmpiricalFisher(_OuterProduct):
     name = "empirical Fisher"
     kind = "empirical"
 
-
-# the names of earlier releases, kept so that code written for them runs unchanged
-HessianOperator, GGNOperator, FisherOperator, EmpiricalFisherOperator = Hessian, GGN, Fisher, EmpiricalFisher
+    def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False):
+        super().__init__(objective, loss_fn, data, params, theta=theta, progress=progress)
+        if not self.objective.examples_independent:
+            raise ValueError("the model's output for one example depends on the other examples of its batch (batch "
+                             "statistics?), so an example's own gradient, and the empirical Fisher, are undefined; "
+                             "use the GGN or the Fisher, whose products are defined for the batch as a whole")

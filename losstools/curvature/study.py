@@ -43,8 +43,10 @@ def cost_accuracy(model: nn.Module, loss_fn: Callable, data: Batch | Iterable[Ba
     for budget in budgets:
         row = {k: [] for k in runs}
         for seed in range(seeds):
-            row["Hutchinson diag(H)"].append(relative_error(hutchinson_diag(H_op, budget, seed, progress=False), diag_H))
-            row["Hutchinson tr(H)"].append(relative_error(hutchinson_trace(H_op, budget, seed, progress=False), trace_H))
+            row["Hutchinson diag(H)"].append(relative_error(hutchinson_diag(H_op, budget, seed, progress=False),
+                                                            diag_H))
+            row["Hutchinson tr(H)"].append(relative_error(hutchinson_trace(H_op, budget, seed, progress=False),
+                                                          trace_H))
             row["Hutch++ tr(H)"].append(relative_error(hutchpp_trace(H_op, max(3, budget), seed), trace_H))
             mc = Fisher(G_op.objective, mc_samples=budget, seed=seed).diagonal()
             row["MC diag(GGN)"].append(relative_error(mc, diag_G))

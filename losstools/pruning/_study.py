@@ -25,12 +25,12 @@ from .. import data as datasets
 from .. import models
 from .._validate import choice, finite, fraction, int_list, positive_int, usable_device
 from ..data import Dataset
+from .criteria import check_criterion
 from .finetuning import error, finetune
 from .loop import prune
 from .masks import SCOPES
-from .criteria import check_criterion
 from .schedules import SCHEDULES
-from .statistics import SALIENCY_CURVATURES, check_curvature
+from .statistics import check_curvature
 
 #: The paper's nine values of the step-norm penalty lambda.
 PAPER_REGS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -65,7 +65,8 @@ PROTOCOLS: dict[str, dict] = {
     # The paper's (and the authors' code's) protocol: Kaiming-normal weights, SGD with momentum and weight decay,
     # best epoch by validation error, kappa = 0.98847. Fine-tuning uses the training recipe with a fresh optimiser
     # for FINETUNE_UPDATES optimiser steps ("auto": 20 epochs on mnist5k's 4 000 training images, 2 on full MNIST;
-    # the paper fine-tuned for its whole training budget, which the finetune_long ablation compares), see docs/reproduction.md.
+    # the paper fine-tuned for its whole training budget, which the finetune_long ablation compares), see
+    # docs/reproduction.md.
     "paper": {"model": "mlp", "hidden": (300, 100), "activation": "tanh", "init": "kaiming", "optimizer": "sgd",
               "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 100, "train_epochs": 100,
               "finetune_epochs": "auto", "sparsity": MLP_SPARSITY, "samples": 1000, "schedule": "exponential",
@@ -236,13 +237,14 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     MNIST data: 784-300-100-10 tanh MLP, Kaiming-normal initialisation, SGD lr 0.01 momentum 0.9 weight
     decay 5e-4, batch 100, 100 epochs with the best epoch by validation error, kappa = 0.98847, 1000
     samples per step, exact GGN diagonal, fine-tuning for ``finetune_epochs="auto"``: about
-    :data:`FINETUNE_UPDATES` optimiser steps, :func:`finetune_epochs_for`, 20 epochs on mnist5k) or ``"quick"`` (the default otherwise:
-    PyTorch's initialisation, Adam lr 1e-3, kappa = 0.9). ``model="lenet5"`` uses the LeNet-5-like CNN
-    (``data="mnist5k"`` is then loaded as 28x28 images; the paper's CNN sparsity is :data:`CNN_SPARSITY`).
+    :data:`FINETUNE_UPDATES` optimiser steps, :func:`finetune_epochs_for`, 20 epochs on mnist5k) or ``"quick"``
+    (the default otherwise: PyTorch's initialisation, Adam lr 1e-3, kappa = 0.9). ``model="lenet5"`` uses the
+    LeNet-5-like CNN (``data="mnist5k"`` is then loaded as 28x28 images; the paper's CNN sparsity is
+    :data:`CNN_SPARSITY`).
 
-    For each seed the network is trained on ``data`` (``"digits"``, ``"moons"``, ``"spirals"`` or ``"mnist5k"``, loaded with that seed;
-    a :class:`Dataset`; or a function seed -> Dataset) and cached as ``base_seed<seed>.pt``. Each run
-    prunes it with one criterion, number of steps and lambda (:func:`prune`), then fine-tunes the pruned
+    For each seed the network is trained on ``data`` (``"digits"``, ``"moons"``, ``"spirals"`` or ``"mnist5k"``,
+    loaded with that seed; a :class:`Dataset`; or a function seed -> Dataset) and cached as ``base_seed<seed>.pt``.
+    Each run prunes it with one criterion, number of steps and lambda (:func:`prune`), then fine-tunes the pruned
     copy with a fresh optimiser for ``finetune_epochs``, masks re-applied after every step, keeping the
     best epoch by validation error (:func:`finetune`). A record holds the settings, the reached sparsity,
     ``dL`` (train loss after - before pruning, over the whole train split), ``predicted`` (each loss

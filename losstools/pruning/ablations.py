@@ -51,7 +51,8 @@ def _reuse_base_models(baseline: Path, out: Path, seeds: Sequence[int]) -> None:
 
 
 def run(name: str, baseline: str | Path, out: str | Path, seeds: Sequence[int] = (0,), steps: int = 140,
-        regs: Sequence[float] = ABLATION_REGS, progress: bool = True, log: Callable[[str], None] | None = None) -> list[dict]:
+        regs: Sequence[float] = ABLATION_REGS, progress: bool = True,
+        log: Callable[[str], None] | None = None) -> list[dict]:
     """Run (or resume) ablation ``name`` of :data:`ABLATIONS` in ``<out>/<name>``; the main study in ``baseline``
     gives the data, protocol and base networks (its settings.json must exist). Returns the ablation's records."""
     choice(name, ABLATIONS, "ablation")

@@ -12,11 +12,21 @@ from .. import data as datasets
 from .. import plotting
 from .._validate import positive_int
 from . import ablations
+from ._study import (
+    CNN_SPARSITY,
+    MODELS,
+    PAPER_CRITERIA,
+    PAPER_REGS,
+    PROTOCOLS,
+    default_protocol,
+    format_table,
+    study,
+    table1,
+    table2,
+)
 from .ablations import ABLATIONS
-from ._study import (CNN_SPARSITY, MODELS, PAPER_CRITERIA, PAPER_REGS, PROTOCOLS, default_protocol, format_table, study,
-                     table1, table2)
-from .masks import SCOPES
 from .criteria import CRITERIA
+from .masks import SCOPES
 from .schedules import SCHEDULES
 from .statistics import SALIENCY_CURVATURES
 
@@ -45,7 +55,8 @@ def add_prune_parser(commands) -> None:
                     "of Laurent et al. 2020), fine-tune, and write records.jsonl (resumable: run again to continue), "
                     "tables.md and figures to --out. Options left unset come from --protocol: 'paper' (the default "
                     "for --data mnist5k/mnist: Kaiming init, SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch 100, "
-                    "kappa 0.98847, fine-tuning for about 800 SGD steps; kappa 0.956 with --model lenet5) or 'quick' (the default "
+                    "kappa 0.98847, fine-tuning for about 800 SGD steps; kappa 0.956 with --model lenet5) "
+                    "or 'quick' (the default "
                     "for digits/moons/spirals: Adam lr 1e-3, PyTorch's init, kappa 0.95 on digits).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

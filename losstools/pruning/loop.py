@@ -1,7 +1,6 @@
 """Algorithm 1 of the paper: iterative pruning without training in between."""
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -13,9 +12,9 @@ from tqdm.auto import tqdm
 from .._validate import choice, finite, positive_int
 from ..data import Dataset
 from ..objective import WEIGHTS, Batch, Objective
-from .masks import SCOPES, Masks, apply_masks_, count, full_masks, select
-from .obs import obs_remove
 from .criteria import NEEDS_CURVATURE, NEEDS_GRAD, check_criterion, predicted_change, saliency
+from .masks import SCOPES, Masks, apply_masks_, count, plain_copy, refuse_shared_weights, select
+from .obs import obs_remove
 from .schedules import schedule as make_schedule
 from .statistics import check_curvature, curvature_diagonal, curvature_matrix, loss_and_gradient
 
@@ -66,7 +65,8 @@ def _training_pair(data) -> Batch:
             raise ValueError("data yielded no batches (an exhausted generator?); pass the data again or a DataLoader")
         X, y = torch.cat(xs), torch.cat(ys)
     if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"data must hold at least one example with as many targets as inputs, got {len(X)} and {len(y)}")
+        raise ValueError(f"data must hold at least one example with as many targets as inputs, "
+                         f"got {len(X)} and {len(y)}")
     if not X.is_floating_point():
         raise TypeError(f"inputs X must be floating point (the model's parameters are), got {X.dtype}; "
                         f"convert them with X.float() (or X.double() for a float64 model)")
@@ -88,7 +88,8 @@ def _obs_step(net: nn.Module, loss_fn: Callable, sample: Batch, masks: Masks, ta
     obj = Objective(net, loss_fn, sample, WEIGHTS)
     theta = obj.theta
     alive = torch.cat([masks[n].reshape(-1) for n in obj.names])
-    parts = torch.arange(len(obj.sizes), device=alive.device).repeat_interleave(torch.tensor(obj.sizes, device=alive.device))
+    parts = torch.arange(len(obj.sizes), device=alive.device).repeat_interleave(
+        torch.tensor(obj.sizes, device=alive.device))
     groups = [torch.ones_like(alive)] if scope == "global" else [parts == k for k in range(len(obj.sizes))]
     for group in groups:
         total = int(group.sum())
@@ -120,6 +121,11 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch | Iterable[
     ``model`` is not changed. ``data`` is a :class:`Dataset` (its train split is used), an (X, y) pair,
     or a DataLoader / iterable of (X, y) batches (concatenated once).
 
+    A model pruned before with ``torch.nn.utils.prune`` is pruned further: its masks are the starting masks
+    (those weights stay pruned and count towards ``sparsity``), and ``result.model`` holds plain weights with
+    the pruned entries zero (``to_torch_prune(result.model, result.masks)`` re-attaches masks). Weights shared
+    between layers (one nn.Parameter) are refused: untie them first.
+
     >>> from losstools import data, models
     >>> ds = data.digits(); net = models.mlp([64, 16, 10]); _ = models.train(net, ds, 30, progress=False)
     >>> result = prune(net, nn.CrossEntropyLoss(), ds, "qm", sparsity=0.8, steps=4)
@@ -135,8 +141,9 @@ def prune(model: nn.Module, loss_fn: Callable, data: Dataset | Batch | Iterable[
     seed = positive_int(seed, "seed", minimum=0)
     choice(scope, SCOPES, "scope")
     X, y = _training_pair(data)
-    net = copy.deepcopy(model).eval()
-    masks = full_masks(net)
+    refuse_shared_weights(model)
+    net, masks = plain_copy(model)  # torch.nn.utils.prune masks: made permanent in the copy, kept as masks
+    net.eval()
     first = next(iter(net.parameters()))
     X = X.to(first.device, first.dtype if X.is_floating_point() else None)
     y = y.to(first.device, first.dtype if y.is_floating_point() else None)

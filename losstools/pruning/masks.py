@@ -15,6 +15,7 @@ from ..objective import layer_weight_names
 
 Masks = dict[str, torch.Tensor]
 SCOPES = ("global", "layer")
+_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layers whose weight is prunable
 
 
 def prunable_names(model: nn.Module) -> list[str]:
@@ -109,12 +110,58 @@ def _pruning_hooks(model: nn.Module):
 def copy_pruned(model: nn.Module) -> nn.Module:
     """``copy.deepcopy`` that also works on a model with torch.nn.utils.prune masks after a forward pass.
 
-    (There ``weight`` is a computed non-leaf tensor, which ``deepcopy`` refuses; it is replaced by its
-    detached value, which the next forward pass recomputes anyway.)
+    (There ``weight`` is a computed non-leaf tensor, which ``deepcopy`` refuses; the copy holds its detached
+    value instead, which the next forward pass recomputes anyway. ``model`` itself is not changed.)
     """
-    for module, name in _pruning_hooks(model):
-        setattr(module, name, getattr(module, name).detach())
-    return copy.deepcopy(model)
+    memo: dict = {}
+    for module in model.modules():
+        for value in vars(module).values():  # plain attributes only: parameters and buffers are leaves
+            if torch.is_tensor(value) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
+def shared_weights(model: nn.Module) -> dict[str, list[str]]:
+    """The prunable weights that are one nn.Parameter under several names: ``{canonical name: [all its names]}``."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    layer_weights = {id(m.weight) for m in model.modules()
+                     if isinstance(m, _LAYER_TYPES) and isinstance(getattr(m, "weight", None), nn.Parameter)}
+    return {found[0]: found for key, found in names.items() if key in layer_weights and len(found) > 1}
+
+
+def refuse_shared_weights(model: nn.Module) -> None:
+    """A ValueError naming the tied weights: a mask prunes one layer's weight, and a shared one is every layer's."""
+    shared = shared_weights(model)
+    if shared:
+        first, names = next(iter(shared.items()))
+        module, _, attr = names[1].rpartition(".")
+        more = f", and {len(shared) - 1} more shared weight(s)" if len(shared) > 1 else ""
+        raise ValueError(
+            f"the model shares one nn.Parameter between layers ({' = '.join(names)}{more}): pruning masks each "
+            "layer's weight on its own, so a shared weight cannot be pruned per layer. Untie the weights first, "
+            f"giving each layer its own copy, e.g. setattr(model.get_submodule({module!r}), {attr!r}, "
+            f"nn.Parameter(model.get_parameter({first!r}).detach().clone())), or pass a model without tied weights")
+
+
+def plain_copy(model: nn.Module) -> tuple[nn.Module, Masks]:
+    """A copy of ``model`` without torch.nn.utils.prune re-parametrisations (``weight`` a plain parameter again,
+    its masked entries zero), and the masks those re-parametrisations held over the prunable weights (True where
+    kept; all True for a weight without one). ``model`` is not changed."""
+    net = copy_pruned(model)
+    held = {}
+    names = {id(m): n for n, m in net.named_modules()}
+    for module, attr in list(_pruning_hooks(net)):
+        if attr == "weight" and isinstance(module, _LAYER_TYPES):
+            prefix = names[id(module)]
+            held[f"{prefix}.weight" if prefix else "weight"] = getattr(module, "weight_mask") != 0
+        torch_prune.remove(module, attr)
+    masks = full_masks(net)
+    for name, mask in held.items():
+        if name in masks:
+            masks[name] = masks[name] & mask.to(masks[name].device)
+    return net, masks
 
 
 def make_permanent(model: nn.Module, inplace: bool = False) -> nn.Module:

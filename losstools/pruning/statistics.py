@@ -10,8 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag, kfac
 from .._validate import choice
+from ..curvature import diag_fisher, diag_ggn, ggn, hessian, hessian_diag, kfac
 from ..objective import WEIGHTS, Batch, Objective
 
 #: The curvature diagonals QM and OBD can use, by the name ``curvature=`` takes.

@@ -61,7 +61,8 @@ def complete_seeds(records: Sequence[dict]) -> list[int]:
     return sorted(seed for seed, runs in ran.items() if runs == grid)
 
 
-def summarise(records: Sequence[dict], label: str, settings: dict | None = None, wall_seconds: dict | None = None) -> dict:
+def summarise(records: Sequence[dict], label: str, settings: dict | None = None,
+              wall_seconds: dict | None = None) -> dict:
     """Tables 1 and 2 (mean, std, seeds per criterion), compact runs, the best QM run's history, timings."""
     records = list(records)
     multi = [r for r in records if r["criterion"] != "mp"]
@@ -102,11 +103,11 @@ def write_summary(summary: dict, path: str | Path) -> None:
 
 
 STORED = ("mlp", "cnn", "cnn_steps14", "ablations")
-"""The summaries shipped with the package (the MLP and CNN studies on mnist5k, the CNN also at π ≤ 14, and ablations)."""
+"""The summaries shipped with the package (the MLP and CNN studies on mnist5k, the CNN also at π ≤ 14; ablations)."""
 
 
 def stored_summary(name: str) -> dict:
-    """A summary of the MNIST studies shipped with losstools (package data, written by ``docs/reproduction/summarise.py``).
+    """A summary of the MNIST studies shipped with losstools (package data written by docs/reproduction/summarise.py).
 
     ``name`` is one of :data:`STORED`: ``"mlp"``, ``"cnn"`` and ``"cnn_steps14"`` are study summaries as returned by
     :func:`load_summary`; ``"ablations"`` is the dict of ablation comparisons (``ablations.compare`` per variant).
