@@ -175,11 +175,14 @@ def data_doc_comment(app, what, name, obj, options, lines):
 REEXPORTED = reexported_privately()
 
 
+EXERCISE_LINK = re.compile(r"\[([^\]\[\n\"]+)\]\(exercises/(\w+)\.ipynb\)")   # inside one JSON string
+
+
 def exercise_links(app, docname, source):
-    """The lectures link their exercises as ``exercises/…ipynb`` (right in JupyterLab, beside them); MyST resolves a
-    link from the notebook's real path (``notebooks/``, behind the symlink), so point it at the site's copy."""
+    """The lectures link their exercises as ``[text](exercises/NAME.ipynb)``, right in JupyterLab; MyST resolves a path
+    link through the symlink to ``notebooks/``, outside the site, so the site's copy is linked by its document name."""
     if docname.startswith("course/0"):
-        source[0] = source[0].replace("](exercises/", "](/course/exercises/")
+        source[0] = EXERCISE_LINK.sub(r"{doc}`\1 </course/exercises/\2>`", source[0])
 
 
 def setup(app):

@@ -392,7 +392,7 @@ class Objective:
 
     @cached_property
     def signature(self) -> tuple:
-        """What the probes' verdicts depend on: module types and names, selected parameters, loss, dtype, device."""
+        """What the probes' verdicts depend on (module types and names, selected parameters, loss, dtype, device)."""
         return (tuple((n, type(m)) for n, m in self.model.named_modules()), tuple(self.names), tuple(self.shapes),
                 type(self.loss_fn), self.dtype, self.device.type, self.examples_independent)
 
