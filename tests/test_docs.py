@@ -58,3 +58,13 @@ def test_pages_render_math_tables_and_parameters(built_site):
     text = re.sub(r"<[^>]+>", "", objective)
     assert "Examples" in text and ">>> obj.num_params, obj.grad().shape" in text.replace("&gt;", ">"), "no example"
     assert (built_site / "generated" / "losstools.pruning.study.html").exists()
+
+
+def test_the_site_states_the_readmes_commands():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme, index = (root / "README.md").read_text(), (root / "docs" / "index.md").read_text()
+    for marker in ("<!-- main-command -->", "<!-- test-command -->"):
+        command = readme.split(marker)[1].split("```bash\n")[1].split("\n")[0]
+        assert command in index, f"docs/index.md lost the README's command after {marker}"
