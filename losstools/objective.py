@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_leaves
 from . import _autodiff, _functional, _probe
 from ._batches import Batch, check_data, raw_batches
 from ._distributed import all_reduce_sum, distributed
-from ._loss import LossTerms
+from ._loss import loss_terms
 from ._progress import progress_bar
 from ._structure import Structure, refuse_user_hooks
 from ._validate import choice
@@ -117,7 +117,7 @@ class Objective:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         choice(ad_mode, ("auto", *_autodiff.MODES), "ad_mode")
-        self.loss_terms = LossTerms(loss_fn)
+        self.loss_terms = loss_terms(loss_fn)
         self.loss_fn = loss_fn
         model = _functional.uncompiled(model)
         _functional.refuse_train_mode(model)

@@ -50,10 +50,10 @@ def test_factors_match_their_definition(name):
     model, loss_fn, data = cases()[name]
     K = C.kfac(model, loss_fn, data)
     obj = lt.Objective(model, loss_fn, data)
-    from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
+    from losstools.curvature.layers import backpropagate, supported_layers
 
     layers = supported_layers(obj, "test")
-    vectors = lambda o, t: output_vectors("exact", obj.loss_terms, o, t)  # noqa: E731
+    vectors = lambda o, t: obj.loss_terms.output_vectors("exact", o, t)  # noqa: E731
     (pairs,) = backpropagate(obj, layers, obj.theta, *data, vectors)
     by_column = list(backpropagate(obj, layers, obj.theta, *data, vectors, by_column=True))
     assert len(by_column) == pairs[0][1].shape[0]  # one pass per column, each the batched pass's slice

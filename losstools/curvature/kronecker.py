@@ -19,7 +19,7 @@ from torch import nn
 
 from .._validate import choice, positive_int
 from ..objective import Batch, ParamFilter
-from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, output_vectors, supported_layers
+from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, supported_layers
 from .operators import CurvatureOperator
 from .passes import generator
 
@@ -49,7 +49,7 @@ class KFAC(CurvatureOperator):
                   layer.module.weight.shape[0]) for layer in self.layers]
 
         def vectors(out, t):
-            return output_vectors(kind, obj.loss_terms, out, t, int(mc_samples), gen)
+            return obj.loss_terms.output_vectors(kind, out, t, int(mc_samples), gen)
 
         total = sum(i * i + o * o for i, o in sizes)
 

@@ -22,11 +22,9 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad, jacrev, vmap
 from tqdm.auto import tqdm
 
 from .. import _progress
-from .._loss import LossTerms
 from .._structure import plain
 from ..objective import Objective
 
@@ -143,100 +141,6 @@ def chunked_mean(obj: Objective, chunk_sum: Callable[[torch.Tensor, torch.Tensor
         return obj.data_mean(batch_sum, shape, False, desc)
     finally:
         bar.close()
-
-
-# ----------------------------------------------------------------------- output vectors V (B, C, K)
-def class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
-    if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
-        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
-            loss.weight.to(device=y.device, dtype=dtype)
-        return y.to(dtype) @ w
-    keep = (y != loss.ignore_index).to(dtype)
-    if loss.weight is None:
-        return keep
-    return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
-
-
-def softmax_cross_entropy(loss, out: torch.Tensor) -> bool:
-    """Whether ``loss`` on outputs ``out`` is cross-entropy on (B, C) logits without label smoothing: the case
-    with closed forms (output Hessian c_n (diag(p) - p p^T), its square root, sampled and per-example gradients)."""
-    return isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0
-
-
-def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """S_n with S_n S_n^T = Hessian of example n's loss term l_n in the flat outputs: (B, C, C).
-
-    Closed form for cross-entropy on (B, C) logits, S = sqrt(c_n) (diag(sqrt p) - p sqrt(p)^T) with c_n the
-    example's class weight (1, 0 if ignored); otherwise the eigendecomposition of the Hessian from
-    ``torch.func``. A loss that is not convex in the outputs (negative eigenvalues) is refused.
-    """
-    loss = terms.loss_fn
-    if softmax_cross_entropy(loss, out):
-        p = torch.softmax(out, -1)
-        q = p.sqrt()
-        S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
-        return S * class_weights(loss, y, out.dtype).sqrt()[:, None, None]
-    H = vmap(jacrev(jacrev(terms.per_example())))(out, y).reshape(len(out), out[0].numel(), -1)
-    values, vectors = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
-    scale = values.abs().amax().clamp_min(torch.finfo(values.dtype).tiny)
-    if (values < -1e-6 * scale).any():
-        raise ValueError(f"{terms.name} is not convex in the model's outputs (its Hessian there has negative "
-                         "eigenvalues), so its Gauss-Newton matrix has no square root; use the GGN products "
-                         "(GGN(obj) @ v, hutchinson_diag) or the Hessian instead")
-    return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
-
-
-def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor, samples: int,
-                             gen: torch.Generator) -> torch.Tensor:
-    """d l_n(f, y~)/d f for ``samples`` labels y~ ~ p(y | f) per example, times 1/sqrt(samples): (B, C, S).
-
-    Then V V^T is an unbiased estimate of the output Hessian of l_n (cross-entropy: categorical labels;
-    BCE-with-logits: Bernoulli; MSE, l_n = |f - y|^2: Gaussian y~ ~ N(f, I/2)). Ignored targets give 0.
-    """
-    loss, flat = terms.loss_fn, out.reshape(len(out), -1)
-    unweighted = getattr(loss, "weight", None) is None and getattr(loss, "pos_weight", None) is None
-    if softmax_cross_entropy(loss, out) and unweighted:
-        p = torch.softmax(flat, -1)
-        labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
-        g = p.unsqueeze(1) - F.one_hot(labels, flat.shape[1]).to(p.dtype)  # (B, S, C)
-        g = g * class_weights(loss, y, p.dtype)[:, None, None]
-    elif isinstance(loss, nn.BCEWithLogitsLoss) and unweighted:
-        p = torch.sigmoid(flat)
-        draws = (torch.rand((samples, *p.shape), generator=gen, device=p.device, dtype=p.dtype) < p).to(p.dtype)
-        g = (p.unsqueeze(0) - draws).transpose(0, 1)  # (B, S, C)
-    elif isinstance(loss, nn.MSELoss):
-        noise = torch.randn((len(flat), samples, flat.shape[1]), generator=gen, device=flat.device, dtype=flat.dtype)
-        g = 2.0**0.5 * noise  # 2 (f - y~), y~ ~ N(f, I/2)
-    else:
-        raise ValueError(
-            f"Monte-Carlo sampling needs a likelihood: nn.CrossEntropyLoss (on (N, C) logits, no label smoothing), "
-            f"nn.BCEWithLogitsLoss or nn.MSELoss, without class weights, not this {terms.name}; "
-            "use the exact version (mc_samples=None)"
-        )
-    return g.transpose(1, 2) / samples**0.5
-
-
-def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
-    loss = terms.loss_fn
-    if softmax_cross_entropy(loss, out) and not y.is_floating_point():  # closed form: c_n (softmax - one-hot)
-        p = torch.softmax(out, -1)
-        onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
-        return ((p - onehot) * class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
-    g = vmap(grad(terms.per_example()))(out, y)
-    return g.reshape(len(out), -1, 1)
-
-
-def output_vectors(kind: str, terms: LossTerms, out: torch.Tensor, y: torch.Tensor,
-                   mc_samples: int = 1, gen: torch.Generator | None = None) -> torch.Tensor:
-    """V (B, C, K) with sum_k V V^T = the exact output Hessian of l_n ("exact"), a sampled estimate of it
-    ("mc", needs ``gen``) or the outer product of the data's output gradients ("empirical")."""
-    if kind == "exact":
-        return output_hessian_sqrt(terms, out, y)
-    if kind == "mc":
-        return sampled_output_gradients(terms, out, y, mc_samples, gen)
-    return per_example_output_gradients(terms, out, y)
 
 
 # ----------------------------------------------------------------------- forward / backward
