@@ -154,7 +154,7 @@ def test_unsupported_layers_are_named():
 @pytest.mark.parametrize("padding", [0, 2, "same", (1, 0)])
 @pytest.mark.parametrize("stride", [1, (2, 1)])
 def test_conv_patches_equal_unfold(padding, stride):
-    from losstools.curvature.layers import _patches
+    from losstools.curvature.layers import Conv2dRule
 
     dilation = 1 if padding == "same" and stride != 1 else 2
     if padding == "same":
@@ -162,7 +162,7 @@ def test_conv_patches_equal_unfold(padding, stride):
     conv = nn.Conv2d(2, 3, (3, 2), stride=stride, padding=padding, dilation=dilation)
     x = torch.randn(4, 2, 9, 8)
     out = conv(x)
-    patches = _patches(conv, x)
+    patches = Conv2dRule.inputs(conv, x)
     assert patches.shape[2] == out.shape[2] * out.shape[3]
     expected = ((conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:])
                 + conv.bias[:, None, None])
