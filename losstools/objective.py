@@ -139,8 +139,9 @@ class Objective:
         self._data = data
         self._ad_mode, self._forward_ok = ad_mode, None
         self.local_examples = self._check_data()
-        count = torch.tensor([float(self.local_examples)], dtype=torch.float64, device=self.device)
-        self.num_examples = int(all_reduce_sum(count).item())  # over all ranks
+        local = [float(self.local_examples), sum(self.loss_terms.normaliser(y) for _, y in self.batches())]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device)).tolist()
+        self.num_examples, self.normaliser = int(totals[0]), totals[1]  # over all ranks
         if self.num_examples == 0:
             raise ValueError("data is empty on every rank: pass data with at least one example")
 
@@ -342,6 +343,7 @@ class Objective:
         probe._theta = self._theta_or_default(theta).to(dtype)
         probe._fixed = {n: cast(t) for n, t in self._fixed.items()}
         probe.local_examples = probe.num_examples = len(probe._data[0])
+        probe.normaliser = self.loss_terms.normaliser(probe._data[1])
         probe.local_only, probe._forward_ok = True, self._forward_ok
         return probe
 

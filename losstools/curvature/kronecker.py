@@ -74,8 +74,7 @@ class KFAC(CurvatureOperator):
                                  "K-FAC factors")
         # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
         # by ratio = N / Z (1 for unweighted cross-entropy)
-        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device),
-                                    (1,)))
+        ratio = obj.num_examples / obj.normaliser
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, (A, G) in zip(self.layers, split(flat)):
             self.factors[layer.name] = (A if ratio == 1 else A.div_(ratio), G)

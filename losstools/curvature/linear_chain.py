@@ -126,8 +126,7 @@ class LinearChain:
         obj = self.obj
         params = obj.params_dict(theta)
         Ws = [params[layer.weight] for layer in self.layers]
-        local = sum(obj.loss_terms.normaliser(y) for _, y in obj.batches())
-        self._normaliser = obj.all_reduce(torch.tensor([local], dtype=torch.float64, device=theta.device)).item()
+        self._normaliser = obj.normaliser
         for X, y in obj.batches():
             xs, d1s, d2s, Z = self._forward(params, X)
             delta, M = self._head(Z, y)  # of the mean loss over all the data: weighted already
