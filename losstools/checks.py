@@ -69,7 +69,7 @@ def check_quadratic_prediction(answer, obj: Objective, step: torch.Tensor, theta
     if value is None:
         return Feedback(False, f"the answer should be one finite number (a float or a 0-d tensor), got {answer!r}. "
                               "Replace it with your computation.")
-    t = obj._theta_or_default(theta)
+    t = obj.resolve_theta(theta)
     s = obj.check_vector(step, "step")
     gs, sHs = float(obj.grad(t) @ s), float(s @ obj.hvp(s, t))
     loss0, loss1 = float(obj.loss(t)), float(obj.loss(t + s))

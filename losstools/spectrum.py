@@ -54,7 +54,7 @@ class HessianAt:
 def sharpness(obj: Objective, theta: torch.Tensor | None = None, steps: int = 20,
               seed: int = 0) -> tuple[float, torch.Tensor]:
     """lambda_max of the Hessian at ``theta`` and its unit eigenvector (P,), by ``steps`` Lanczos steps."""
-    op = HessianAt(obj, obj._theta_or_default(theta))
+    op = HessianAt(obj, obj.resolve_theta(theta))
     values, vectors = lanczos(op, k=1, tol=0.0, max_steps=min(steps, obj.num_params), seed=seed, progress=False)
     return float(values[0]), vectors[:, 0]
 
@@ -128,7 +128,7 @@ def overshoot(obj: Objective, lrs, theta: torch.Tensor | None = None, lanczos_st
     """The step -eta g_u u (the gradient's component along the top eigenvector u) for each eta in ``lrs``:
     actual L(theta - eta g_u u) - L(theta) and the quadratic model g_u^2 eta (eta lambda / 2 - 1), which
     changes sign at eta = 2 / lambda_max."""
-    theta = obj._theta_or_default(theta).detach()
+    theta = obj.resolve_theta(theta).detach()
     lam, u = sharpness(obj, theta, lanczos_steps, seed)
     g_u = float(obj.grad(theta) @ u)
     base = float(obj.loss(theta))

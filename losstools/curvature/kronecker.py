@@ -70,7 +70,7 @@ class KFAC(CurvatureOperator):
             return flat
 
         chunk = examples_per_chunk(obj, self.layers)
-        flat = obj._check_finite(chunked_mean(obj, batch_sum, (total,), progress, "K-FAC factors", chunk),
+        flat = obj.check_finite(chunked_mean(obj, batch_sum, (total,), progress, "K-FAC factors", chunk),
                                  "K-FAC factors")
         # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
         # by ratio = N / Z (1 for unweighted cross-entropy)

@@ -68,7 +68,7 @@ class CurvatureOperator:
                  progress: bool = False):
         self.objective = as_objective(objective, loss_fn, data, params)
         self.loss_fn = self.objective.loss_fn
-        self.theta = self.objective._theta_or_default(theta).detach().clone()
+        self.theta = self.objective.resolve_theta(theta).detach().clone()
         self.progress = bool(progress)
         self.num_examples = self.objective.num_examples  # over all ranks
         self.matvecs = 0
@@ -110,27 +110,27 @@ class CurvatureOperator:
         v = self.objective.check_vector(v, "v", allow_matrix=True)
         M = v if v.ndim == 2 else v.unsqueeze(1)
         self.matvecs += M.shape[1]
-        out = self.objective._check_finite(self._matmat(M), f"{self.name} product")
+        out = self.objective.check_finite(self._matmat(M), f"{self.name} product")
         return out if v.ndim == 2 else out[:, 0]
 
     # ------------------------------------------------------------------ dense parts
     def dense(self, max_bytes: int | None = None, chunk_size: int | None = None) -> torch.Tensor:
         """The dense (P, P) matrix; refused before allocating over the memory budget (``max_bytes``)."""
         check_dense(self.num_params, self.num_params, self.dtype, self.name, max_bytes)
-        return self.objective._check_finite(self._part("dense", chunk_size), self.name)
+        return self.objective.check_finite(self._part("dense", chunk_size), self.name)
 
     to_dense = dense
 
     def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
         """The exact diagonal (P,). Generic method: P products (subclasses override it with cheaper ones)."""
-        return self.objective._check_finite(self._part("diagonal", chunk_size), f"{self.name} diagonal")
+        return self.objective.check_finite(self._part("diagonal", chunk_size), f"{self.name} diagonal")
 
     def blocks(self, max_bytes: int | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
         """The diagonal blocks, one per parameter tensor: ``{name: (P_j, P_j)}`` (each behind the memory guard)."""
         for name, size in zip(self.objective.names, self.objective.sizes):
             check_dense(size, size, self.dtype, f"{self.name} block of {name}", max_bytes)
         blocks = self._part("blocks", chunk_size)
-        return {n: self.objective._check_finite(b, self.name) for n, b in blocks.items()}
+        return {n: self.objective.check_finite(b, self.name) for n, b in blocks.items()}
 
     def _part(self, part: str, chunk_size: int | None):
         return _columns.from_products(self, part, _columns.auto_chunk(self.objective, chunk_size))
@@ -186,7 +186,7 @@ class Hessian(CurvatureOperator):
         return self.objective.hvp(M, self.theta)
 
     def _product_matmat(self, M):
-        return self.objective._hvp(M, self.theta)
+        return self.objective.hvp(M, self.theta)
 
     def _part(self, part: str, chunk_size: int | None):
         obj = self.objective
@@ -347,7 +347,7 @@ class _GGNFamily(CurvatureOperator):
                     lambda op: _at_coordinates(op, "diagonal", method(op.objective, op._vectors(), op.theta, False)),
                     lambda op: _at_coordinates(op, "diagonal", None)):
                 self.paths["diagonal"] = path
-                return obj._check_finite(method(obj, self._vectors(), self.theta, self.progress, what), what)
+                return obj.check_finite(method(obj, self._vectors(), self.theta, self.progress, what), what)
         self.paths["diagonal"] = "products"
         return super().diagonal(chunk_size)
 
