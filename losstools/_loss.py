@@ -15,8 +15,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import grad, jacrev, vmap
 
+from . import _autodiff
 from ._functional import structural_copy
 
 # losses whose "mean" averages over every element of the outputs (outputs and targets of one shape)
@@ -121,6 +124,51 @@ class LossTerms:
         """``(o_n, t_n) -> l_n``, the term of one example in :meth:`sum` (for ``vmap`` over examples)."""
         return lambda o, t: self.sum(o.unsqueeze(0), t.unsqueeze(0))
 
+    # ------------------------------------------------------------------ curvature in the outputs
+    likelihood = False  # the negative log-likelihood of a distribution over targets: the true Fisher exists
+    structured = False  # twice differentiable per example: the structured Linear-chain formulas may be used
+    linear_in_outputs = False  # zero Hessian in the outputs: its Gauss-Newton matrix is 0
+
+    def output_hessian_product(self, out: torch.Tensor, y: torch.Tensor, U: torch.Tensor, mode: str) -> torch.Tensor:
+        """H U for H the Hessian of the loss's sum in the outputs ``out``; U (k, *out.shape) -> the same shape."""
+        flat = U.reshape(len(U), -1).T  # (outputs, k)
+        return _autodiff.hvp(lambda o: self.sum(o.view_as(out), y), out.reshape(-1), flat, mode).T.reshape(U.shape)
+
+    def output_hessian_sqrt(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """S (B, C, C) with S_n S_n^T the Hessian of example n's term in its flat outputs, from the eigendecomposition
+        of that Hessian; refused if the loss is not convex in the outputs (negative eigenvalues)."""
+        H = vmap(jacrev(jacrev(self.per_example())))(out, y).reshape(len(out), out[0].numel(), -1)
+        values, vectors = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
+        scale = values.abs().amax().clamp_min(torch.finfo(values.dtype).tiny)
+        if (values < -1e-6 * scale).any():
+            raise ValueError(f"{self.name} is not convex in the model's outputs (its Hessian there has negative "
+                             "eigenvalues), so its Gauss-Newton matrix has no square root; use the GGN products "
+                             "(GGN(obj) @ v, hutchinson_diag) or the Hessian instead")
+        return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
+
+    def sampled_gradients(self, out: torch.Tensor, y: torch.Tensor, samples: int,
+                          gen: torch.Generator) -> torch.Tensor:
+        """d l_n(f, y~)/d f for ``samples`` labels y~ ~ p(y | f) per example, over sqrt(samples): (B, C, S), an
+        unbiased V with E[V V^T] the output Hessian. Only likelihoods can sample."""
+        raise ValueError(
+            f"Monte-Carlo sampling needs a likelihood: nn.CrossEntropyLoss (on (N, C) logits, no label smoothing), "
+            f"nn.BCEWithLogitsLoss or nn.MSELoss, without class weights, not this {self.name}; "
+            "use the exact version (mc_samples=None)")
+
+    def output_gradients(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """d l_n / d f_n with the data's labels, (B, C, 1) (the empirical Fisher's output vectors)."""
+        return vmap(grad(self.per_example()))(out, y).reshape(len(out), -1, 1)
+
+    def output_vectors(self, kind: str, out: torch.Tensor, y: torch.Tensor, samples: int = 1,
+                       gen: torch.Generator | None = None) -> torch.Tensor:
+        """V (B, C, K) with sum_k V V^T the exact output Hessian of l_n ("exact"), a sampled estimate of it
+        ("mc", needs ``gen``) or the outer product of the data's output gradients ("empirical")."""
+        if kind == "exact":
+            return self.output_hessian_sqrt(out, y)
+        if kind == "mc":
+            return self.sampled_gradients(out, y, samples, gen)
+        return self.output_gradients(out, y)
+
     # ------------------------------------------------------------------ validation
     def _check_class_targets(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Cross-entropy / NLL targets: integer class indices of shape (N, d1, ...) for outputs (N, C, d1, ...), or
@@ -171,3 +219,106 @@ class LossTerms:
                         f"{ours.item():.6g}, the loss = {expected.item():.6g}); pass a plain function "
                         "loss_fn(outputs, targets) that returns the mean over the batch's examples"
                     )
+
+
+# ----------------------------------------------------------------------- one object per loss
+class _Unweighted:
+    def _unweighted(self) -> bool:
+        return getattr(self.loss_fn, "weight", None) is None and getattr(self.loss_fn, "pos_weight", None) is None
+
+
+class CrossEntropyTerms(_Unweighted, LossTerms):
+    """Cross-entropy: closed forms on (B, C) logits without label smoothing, with c_n example n's class weight (0 if
+    ignored): output Hessian c_n (diag(p) - p p^T), its square root sqrt(c_n) (diag(sqrt p) - p sqrt(p)^T),
+    categorical label samples, per-example gradients c_n (p - onehot)."""
+
+    likelihood = structured = True
+
+    def _closed(self, out: torch.Tensor) -> bool:
+        return out.ndim == 2 and self.loss_fn.label_smoothing == 0
+
+    def class_weights(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Example n's factor c_n in the loss's sum (B,)."""
+        loss = self.loss_fn
+        if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
+            w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
+                loss.weight.to(device=y.device, dtype=dtype)
+            return y.to(dtype) @ w
+        keep = (y != loss.ignore_index).to(dtype)
+        if loss.weight is None:
+            return keep
+        return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
+
+    def output_hessian_product(self, out, y, U, mode):
+        if not self._closed(out):
+            return super().output_hessian_product(out, y, U, mode)
+        p = torch.softmax(out, -1)
+        return self.class_weights(y, out.dtype)[:, None] * p * (U - (U * p).sum(-1, keepdim=True))
+
+    def output_hessian_sqrt(self, out, y):
+        if not self._closed(out):
+            return super().output_hessian_sqrt(out, y)
+        p = torch.softmax(out, -1)
+        q = p.sqrt()
+        S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
+        return S * self.class_weights(y, out.dtype).sqrt()[:, None, None]
+
+    def sampled_gradients(self, out, y, samples, gen):
+        if not (self._closed(out) and self._unweighted()):
+            return super().sampled_gradients(out, y, samples, gen)
+        p = torch.softmax(out, -1)
+        labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
+        g = p.unsqueeze(1) - F.one_hot(labels, out.shape[1]).to(p.dtype)  # (B, S, C)
+        g = g * self.class_weights(y, p.dtype)[:, None, None]
+        return g.transpose(1, 2) / samples**0.5
+
+    def output_gradients(self, out, y):
+        if not self._closed(out) or y.is_floating_point():
+            return super().output_gradients(out, y)
+        p = torch.softmax(out, -1)
+        onehot = F.one_hot(torch.where(y == self.loss_fn.ignore_index, 0, y), out.shape[1]).to(p.dtype)
+        return ((p - onehot) * self.class_weights(y, p.dtype)[:, None]).unsqueeze(2)
+
+
+class BCEWithLogitsTerms(_Unweighted, LossTerms):
+    """Binary cross-entropy on logits: Bernoulli label samples."""
+
+    likelihood = structured = True
+
+    def sampled_gradients(self, out, y, samples, gen):
+        if not self._unweighted():
+            return super().sampled_gradients(out, y, samples, gen)
+        p = torch.sigmoid(out.reshape(len(out), -1))
+        draws = (torch.rand((samples, *p.shape), generator=gen, device=p.device, dtype=p.dtype) < p).to(p.dtype)
+        return (p.unsqueeze(0) - draws).permute(1, 2, 0) / samples**0.5
+
+
+class MSETerms(LossTerms):
+    """Squared error l_n = |f - y|^2: Gaussian label samples y~ ~ N(f, I/2), so that 2 (f - y~) has covariance 2 I."""
+
+    likelihood = structured = True
+
+    def sampled_gradients(self, out, y, samples, gen):
+        flat = out.reshape(len(out), -1)
+        noise = torch.randn((len(flat), samples, flat.shape[1]), generator=gen, device=flat.device, dtype=flat.dtype)
+        return (2.0**0.5 * noise).transpose(1, 2) / samples**0.5
+
+
+class BCETerms(LossTerms):
+    structured = True
+
+
+class NLLTerms(LossTerms):
+    """NLL on log-probabilities: linear in the outputs."""
+
+    linear_in_outputs = True
+
+
+_TERMS: dict[type, type[LossTerms]] = {nn.CrossEntropyLoss: CrossEntropyTerms, nn.BCEWithLogitsLoss: BCEWithLogitsTerms,
+                                       nn.MSELoss: MSETerms, nn.BCELoss: BCETerms, nn.NLLLoss: NLLTerms}
+
+
+def loss_terms(loss_fn: Callable) -> LossTerms:
+    """What losstools knows about ``loss_fn``: the object of its exact type (a subclass with its own ``forward`` is a
+    loss of its own: the generic :class:`LossTerms`)."""
+    return _TERMS.get(type(loss_fn), LossTerms)(loss_fn)

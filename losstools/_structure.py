@@ -101,7 +101,7 @@ class Structure:
         model = obj.model
         self.modules = dict(model.named_modules())
         self.owners = {n: self.modules[n.rpartition(".")[0]] for n in obj.names}
-        tensors = obj.params_dict(obj._theta)
+        tensors = obj.params_dict(obj.resolve_theta(None))
         recorder = _Recorder({id(tensors[n]): n for n in obj.names})
 
         def push(module, args):

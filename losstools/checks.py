@@ -69,7 +69,7 @@ def check_quadratic_prediction(answer, obj: Objective, step: torch.Tensor, theta
     if value is None:
         return Feedback(False, f"the answer should be one finite number (a float or a 0-d tensor), got {answer!r}. "
                               "Replace it with your computation.")
-    t = obj._theta_or_default(theta)
+    t = obj.resolve_theta(theta)
     s = obj.check_vector(step, "step")
     gs, sHs = float(obj.grad(t) @ s), float(s @ obj.hvp(s, t))
     loss0, loss1 = float(obj.loss(t)), float(obj.loss(t + s))
@@ -315,10 +315,10 @@ def check_hutchinson(estimator: Callable | None, obj: Objective, num_probes: int
 
 # ----------------------------------------------------------------------- exercise 3: pruning saliencies
 #: The criteria whose saliencies exercise 3 checks.
-CRITERIA = ("mp", "lm", "qm", "obd")
+SALIENCY_CRITERIA = ("mp", "lm", "qm", "obd")
 
 
-def saliency(g: torch.Tensor, d: torch.Tensor, theta: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
+def expected_saliency(g: torch.Tensor, d: torch.Tensor, theta: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
     """r_i = | -g_i theta_i + 1/2 d_i theta_i^2 | + 1/2 lam theta_i^2, all of shape (P,)."""
     return (-g * theta + 0.5 * d * theta**2).abs() + 0.5 * lam * theta**2
 
@@ -329,23 +329,24 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
     g is the mean gradient, d the diagonal of the GGN (the true Fisher for softmax cross-entropy);
     ``r`` may also be a dict ``{name: tensor}`` per parameter tensor.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if criterion not in SALIENCY_CRITERIA:
+        raise ValueError(f"criterion must be one of {SALIENCY_CRITERIA}, got {criterion!r}")
     theta, zero = obj.theta, torch.zeros(obj.num_params, dtype=obj.dtype, device=obj.device)
     g = obj.grad() if criterion in ("lm", "qm") else zero
     d = {"mp": torch.ones_like(zero), "lm": zero}.get(criterion)
     d = GGN(obj).diagonal() if d is None else d
-    expected = saliency(g, d, theta, lam)
+    expected = expected_saliency(g, d, theta, lam)
     penalty = 0.5 * lam * theta**2
     mistakes = [
-        Mistake(saliency(g, 2 * d, theta, lam), "the curvature term lacks its 1/2: use 1/2 d_i theta_i^2.",
+        Mistake(expected_saliency(g, 2 * d, theta, lam), "the curvature term lacks its 1/2: use 1/2 d_i theta_i^2.",
                 "the quadratic model is g.dtheta + 1/2 dtheta^T C dtheta."),
-        Mistake(saliency(g, d, theta, 2 * lam), "the penalty term lacks its 1/2: use 1/2 lambda theta_i^2."),
+        Mistake(expected_saliency(g, d, theta, 2 * lam), "the penalty term lacks its 1/2: use 1/2 lambda theta_i^2."),
     ]
     if criterion in ("lm", "qm"):
         mistakes += [
-            Mistake(saliency(-g, d, theta, lam), "the gradient term has the wrong sign: pruning moves theta_i by "
-                                                 "dtheta_i = -theta_i, so the linear term is -g_i theta_i."),
+            Mistake(expected_saliency(-g, d, theta, lam),
+                    "the gradient term has the wrong sign: pruning moves theta_i by dtheta_i = -theta_i, so the "
+                    "linear term is -g_i theta_i."),
             Mistake(-g * theta + 0.5 * d * theta**2 + penalty, "these are signed predicted loss changes; the saliency "
                                                                "takes their absolute value.",
                     "r_i = |-g_i theta_i + 1/2 d_i theta_i^2| + 1/2 lambda theta_i^2."),
@@ -354,9 +355,9 @@ def check_saliencies(r, obj: Objective, criterion: str = "qm", lam: float = 0.0)
         h = hessian_diag(obj)
         mistakes += [Mistake(value, "you used the diagonal of the Hessian; these criteria use the diagonal of the GGN "
                                     "(the Fisher), d = losstools.ggn(obj).diagonal().")
-                     for value in (saliency(g, h, theta, lam), -g * theta + 0.5 * h * theta**2 + penalty)]
+                     for value in (expected_saliency(g, h, theta, lam), -g * theta + 0.5 * h * theta**2 + penalty)]
     if criterion == "obd":
-        mistakes += [Mistake(saliency(obj.grad(), d, theta, lam), "you kept the gradient term: OBD assumes a "
+        mistakes += [Mistake(expected_saliency(obj.grad(), d, theta, lam), "you kept the gradient term: OBD assumes a "
                                                                   "minimum, g = 0.")]
     if criterion == "mp":
         mistakes += [Mistake(theta.abs(), "|theta_i| ranks the weights the same way, but the formula gives "

@@ -49,7 +49,7 @@ def normalize(obj: Objective, direction: torch.Tensor, how: str | None = "global
         return d / d.norm()
     if how is None:
         return d
-    ref = obj._theta_or_default(theta)
+    ref = obj.resolve_theta(theta)
     for d_part, ref_part, shape in zip(d.split(obj.sizes), ref.split(obj.sizes), obj.shapes):
         rows = 1 if how == "layer" or len(shape) < 2 else shape[0]
         d_rows, ref_rows = d_part.view(rows, -1), ref_part.view(rows, -1)
@@ -106,7 +106,7 @@ def magnitude_mask(obj: Objective, sparsity: float, theta: torch.Tensor | None =
     """
     if not 0.0 <= float(sparsity) <= 1.0:
         raise ValueError(f"sparsity must be a fraction in [0, 1], got {sparsity}")
-    t = obj._theta_or_default(theta)
+    t = obj.resolve_theta(theta)
     weights = set(layer_weight_names(obj.model))
     prunable = torch.zeros(obj.num_params, dtype=torch.bool, device=obj.device)
     for name, where in obj.slices().items():
@@ -128,7 +128,7 @@ def pruning(obj: Objective, sparsity: float | None = None, mask: torch.Tensor | 
     """
     if (sparsity is None) == (mask is None):
         raise ValueError("give exactly one of sparsity (magnitude pruning) or mask (True/1 = kept)")
-    t = obj._theta_or_default(theta)
+    t = obj.resolve_theta(theta)
     m = magnitude_mask(obj, sparsity, t) if mask is None else obj.check_vector(mask, "mask")
     if mask is not None and not torch.all((m == 0) | (m == 1)):
         raise ValueError("mask must hold only 0/1 (or False/True) entries, 1 = kept")

@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_leaves
 from . import _autodiff, _functional, _probe
 from ._batches import Batch, check_data, raw_batches
 from ._distributed import all_reduce_sum, distributed
-from ._loss import LossTerms
+from ._loss import loss_terms
 from ._progress import progress_bar
 from ._structure import Structure, refuse_user_hooks
 from ._validate import choice
@@ -106,7 +106,8 @@ class Objective:
 
     Notes
     -----
-    theta has shape (P,), P = ``num_params``: the selected parameters flattened in model order.
+    theta has shape (P,), P = ``num_params``: the selected parameters flattened in model order; ``fixed`` holds
+    copies of the other parameters and the buffers, ``{name: tensor}``.
     Everything (loss, gradients, curvature) lives on the device and dtype of the parameters.
 
     Examples
@@ -125,7 +126,7 @@ class Objective:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         choice(ad_mode, ("auto", *_autodiff.MODES), "ad_mode")
-        self.loss_terms = LossTerms(loss_fn)
+        self.loss_terms = loss_terms(loss_fn)
         self.loss_fn = loss_fn
         model = _functional.uncompiled(model)
         _functional.refuse_train_mode(model)
@@ -142,13 +143,14 @@ class Objective:
         self.sizes = [math.prod(s) for s in self.shapes]
         self._theta = torch.cat([named[n].detach().reshape(-1) for n in self.names])  # a new tensor
         selected = set(self.names)
-        self._fixed = {n: p.detach().clone() for n, p in named.items() if n not in selected}
-        self._fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
+        self.fixed = {n: p.detach().clone() for n, p in named.items() if n not in selected}
+        self.fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
         self._data = data
         self._ad_mode, self._forward_ok = ad_mode, None
         self.local_examples = self._check_data()
-        count = torch.tensor([float(self.local_examples)], dtype=torch.float64, device=self.device)
-        self.num_examples = int(all_reduce_sum(count).item())  # over all ranks
+        local = [float(self.local_examples), sum(self.loss_terms.normaliser(y) for _, y in self.batches())]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=self.device)).tolist()
+        self.num_examples, self.normaliser = int(totals[0]), totals[1]  # over all ranks
         if self.num_examples == 0:
             raise ValueError("data is empty on every rank: pass data with at least one example")
 
@@ -188,7 +190,8 @@ class Objective:
             raise ValueError(f"{name} has shape {tuple(v.shape)}, expected {expected} for this Objective")
         return v.to(device=self.device, dtype=self.dtype)
 
-    def _theta_or_default(self, theta: torch.Tensor | None) -> torch.Tensor:
+    def resolve_theta(self, theta: torch.Tensor | None) -> torch.Tensor:
+        """``theta`` checked and on the parameters' device and dtype (P,), or the model's parameters if None."""
         return self._theta if theta is None else self.check_vector(theta, "theta")
 
     # ----------------------------------------------------------------- data
@@ -213,7 +216,7 @@ class Objective:
                 return 0
             raise ValueError("data is empty: pass an (X, y) pair with at least one example, or a non-empty loader")
         X, y = first
-        before = {"theta": self._theta.clone(), **{n: t.clone() for n, t in self._fixed.items()}}
+        before = {"theta": self._theta.clone(), **{n: t.clone() for n, t in self.fixed.items()}}
         try:
             with torch.no_grad(), _functional.fork_rng(self.device):
                 with self._recording_layer_sizes():
@@ -242,7 +245,7 @@ class Objective:
 
     def _refuse_writes(self, before: dict[str, torch.Tensor]) -> None:
         """Refuse a forward pass that wrote into the parameters or buffers it was given."""
-        now = {"theta": self._theta, **self._fixed}
+        now = {"theta": self._theta, **self.fixed}
         changed = [n for n, t in before.items() if not torch.equal(t.nan_to_num(), now[n].nan_to_num())]
         self._theta = before["theta"]
         if changed:
@@ -279,7 +282,7 @@ class Objective:
     # ----------------------------------------------------------------- the function
     def params_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """All tensors a call of the model needs: the selected ones from ``theta``, the rest fixed."""
-        return {**self._fixed, **{n: v.view(s) for n, v, s in zip(self.names, theta.split(self.sizes), self.shapes)}}
+        return {**self.fixed, **{n: v.view(s) for n, v, s in zip(self.names, theta.split(self.sizes), self.shapes)}}
 
     def call(self, tensors: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
         """The model on inputs ``X`` with the given parameter and buffer tensors (see ``params_dict``)."""
@@ -321,7 +324,8 @@ class Objective:
             raise ValueError("the loss's normaliser is 0: every target is ignored (ignore_index) or has class weight 0")
         return total / norm
 
-    def _check_finite(self, value: torch.Tensor, what: str) -> torch.Tensor:
+    def check_finite(self, value: torch.Tensor, what: str) -> torch.Tensor:
+        """``value``, or a FloatingPointError naming ``what`` if it holds NaN or inf."""
         # a finite sum proves every entry finite (NaN and inf propagate); only a non-finite sum needs the full check
         if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
             raise FloatingPointError(
@@ -347,9 +351,10 @@ class Objective:
             return t.to(dtype) if t.is_floating_point() else t
 
         probe._data, probe.dtype = (cast(X[:examples]), cast(y[:examples])), dtype
-        probe._theta = self._theta_or_default(theta).to(dtype)
-        probe._fixed = {n: cast(t) for n, t in self._fixed.items()}
+        probe._theta = self.resolve_theta(theta).to(dtype)
+        probe.fixed = {n: cast(t) for n, t in self.fixed.items()}
         probe.local_examples = probe.num_examples = len(probe._data[0])
+        probe.normaliser = self.loss_terms.normaliser(probe._data[1])
         probe.local_only, probe._forward_ok = True, self._forward_ok
         return probe
 
@@ -437,7 +442,7 @@ class Objective:
         if batch is None:
             return False
         X, y = (t[:4].double() if t.is_floating_point() else t[:4] for t in batch)
-        fixed = {n: t.double() if t.is_floating_point() else t for n, t in self._fixed.items()}
+        fixed = {n: t.double() if t.is_floating_point() else t for n, t in self.fixed.items()}
 
         def outputs(th):
             unflat = {n: v.view(s) for n, v, s in zip(self.names, th.split(self.sizes), self.shapes)}
@@ -455,9 +460,9 @@ class Objective:
 
     def loss(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss over all examples at ``theta`` (default: the model's parameters); a 0-d tensor."""
-        t = self._theta_or_default(theta)
+        t = self.resolve_theta(theta)
         with torch.no_grad():
-            return self._check_finite(self.data_mean(lambda X, y: self.batch_sum(t, X, y), ()), "loss")
+            return self.check_finite(self.data_mean(lambda X, y: self.batch_sum(t, X, y), ()), "loss")
 
     def grad(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The gradient of the mean loss, shape (P,)."""
@@ -466,21 +471,21 @@ class Objective:
     def loss_and_grad(self, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean loss (0-d) and its gradient (P,) from the same forward passes (one forward and backward per
         batch)."""
-        t = self._theta_or_default(theta)
+        t = self.resolve_theta(theta)
 
         def batch(X, y):
             g, value = grad_and_value(self.batch_sum)(t, X, y)
             return torch.cat([value.reshape(1), g])
 
         both = self.data_mean(batch, (1 + self.num_params,))
-        return self._check_finite(both[0], "loss"), self._check_finite(both[1:], "gradient")
+        return self.check_finite(both[0], "loss"), self.check_finite(both[1:], "gradient")
 
     def hvp(self, v: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """Hessian-vector product H v; ``v`` of shape (P,) or (P, k) -> same shape (path: :attr:`ad_mode`).
 
         Costs about one forward and two backward passes per column of ``v`` (columns are batched with vmap).
         """
-        t = self._theta_or_default(theta)
+        t = self.resolve_theta(theta)
         v = self.check_vector(v, "v", allow_matrix=True)
         self.verify_products()
         out = self._hvp(v if v.ndim == 2 else v.unsqueeze(1), t)
@@ -492,7 +497,7 @@ class Objective:
         def batch_hvp(X, y):
             return _autodiff.hvp(lambda th: self.batch_sum(th, X, y), t, M, mode)
 
-        return self._check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
+        return self.check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
 
     def __repr__(self) -> str:
         return (f"Objective({type(self.model).__name__}, P={self.num_params}, N={self.num_examples}, "

@@ -81,7 +81,7 @@ def _symlog_axis(ax, values: np.ndarray, decades: int = 6) -> None:
     ax.axhline(0, color="k", lw=0.5)
 
 
-def spectrum(eigenvalues, title: str = "Hessian eigenvalues", ax=None) -> Figure:
+def eigenvalue_bars(eigenvalues, title: str = "Hessian eigenvalues", ax=None) -> Figure:
     """Sorted eigenvalues on a symmetric log scale (negative ones in red), largest first."""
     values = np.sort(_numpy(eigenvalues))[::-1]
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.8), layout="constrained")
@@ -102,7 +102,7 @@ def curvature_overview(matrix, eigenvalues, boundaries: Sequence[int] = (), name
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.1, 1]},
                                       layout="constrained")
     matrix_heatmap(matrix, name, boundaries, ax=left, labels=labels)
-    spectrum(eigenvalues, f"{name}: eigenvalues", ax=right)
+    eigenvalue_bars(eigenvalues, f"{name}: eigenvalues", ax=right)
     return fig
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.func import grad_and_value
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -55,19 +54,9 @@ class HessianAt:
 def sharpness(obj: Objective, theta: torch.Tensor | None = None, steps: int = 20,
               seed: int = 0) -> tuple[float, torch.Tensor]:
     """lambda_max of the Hessian at ``theta`` and its unit eigenvector (P,), by ``steps`` Lanczos steps."""
-    op = HessianAt(obj, obj._theta_or_default(theta))
+    op = HessianAt(obj, obj.resolve_theta(theta))
     values, vectors = lanczos(op, k=1, tol=0.0, max_steps=min(steps, obj.num_params), seed=seed, progress=False)
     return float(values[0]), vectors[:, 0]
-
-
-def loss_and_grad(obj: Objective, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """The mean loss and its gradient (P,) at ``theta`` from one forward and backward pass per batch."""
-    loss, g = 0.0, torch.zeros_like(theta)
-    for X, y in obj.batches():
-        gb, lb = grad_and_value(obj.batch_loss)(theta, X, y)
-        w = len(X) / obj.num_examples
-        loss, g = loss + w * float(lb), g + w * gb
-    return loss, g
 
 
 @dataclass
@@ -112,8 +101,8 @@ def gradient_descent(obj: Objective, lr: float, steps: int, every: int = 10, lan
             if t % every == 0 or t == steps:
                 tracked.append(t)
                 sharp.append(sharpness(obj, theta, lanczos_steps, seed)[0])
-            loss, g = loss_and_grad(obj, theta)
-            losses.append(loss)
+            loss, g = obj.loss_and_grad(theta)
+            losses.append(float(loss))
             if t < steps:
                 theta = theta - lr * g
                 bar.update(1)
@@ -139,7 +128,7 @@ def overshoot(obj: Objective, lrs, theta: torch.Tensor | None = None, lanczos_st
     """The step -eta g_u u (the gradient's component along the top eigenvector u) for each eta in ``lrs``:
     actual L(theta - eta g_u u) - L(theta) and the quadratic model g_u^2 eta (eta lambda / 2 - 1), which
     changes sign at eta = 2 / lambda_max."""
-    theta = obj._theta_or_default(theta).detach()
+    theta = obj.resolve_theta(theta).detach()
     lam, u = sharpness(obj, theta, lanczos_steps, seed)
     g_u = float(obj.grad(theta) @ u)
     base = float(obj.loss(theta))

@@ -109,7 +109,7 @@ def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -
     or any object with ``@``/``matvec``/``__call__`` giving C v and optionally ``diagonal()``) at theta."""
     if isinstance(curvature, Curvature):
         return curvature
-    t = obj._theta_or_default(theta)
+    t = obj.resolve_theta(theta)
     P = obj.num_params
     if isinstance(curvature, str):
         named = {
@@ -154,7 +154,7 @@ def loss_along(obj: Objective, direction: torch.Tensor, steps, theta: torch.Tens
     """L(theta + t_i d) for every step t_i, shape (T,): ``vmap`` over chunks of ``chunk_size`` steps, one data
     pass per chunk. Layers ``vmap`` cannot batch (nn.RNN / GRU / LSTM: no batching rule for their fused kernels)
     take a loop over the chunk's steps inside the same data pass instead."""
-    t0 = obj._theta_or_default(theta)
+    t0 = obj.resolve_theta(theta)
     d = _check_direction(obj, direction)
     t = _check_steps(obj, steps)
     if chunk_size < 1:
@@ -180,7 +180,7 @@ def loss_along(obj: Objective, direction: torch.Tensor, steps, theta: torch.Tens
 
     with torch.no_grad():
         losses = torch.cat([chunk_losses(ts) for ts in t.split(chunk_size)])
-    return obj._check_finite(losses, "loss along the direction")
+    return obj.check_finite(losses, "loss along the direction")
 
 
 _BATCHING_ERRORS = ("batching rule not implemented", "vmap", "batched tensor", "batchedtensor")
@@ -322,7 +322,7 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
     Small steps need float64: in float32 the round-off of the loss (``~1e-7 |L|``) hides errors below it.
     """
     chosen = _check_models(models)
-    t0 = obj._theta_or_default(theta)
+    t0 = obj.resolve_theta(theta)
     d = _check_direction(obj, direction)
     t = _check_steps(obj, steps)
     needs_c = {"quadratic", "obd", "diagonal"} & set(chosen)

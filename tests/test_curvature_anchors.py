@@ -8,7 +8,7 @@ from torch import nn
 import losstools as lt
 from losstools import curvature as C
 
-from .curvature_cases import cases
+from . import zoo
 
 
 @pytest.mark.parametrize("name", ["mlp-ce", "mlp-mse", "cnn-ce"])
@@ -16,7 +16,7 @@ def test_backpack_diagonals(name):
     backpack = pytest.importorskip("backpack", reason="BackPACK (backpack-for-pytorch) is not installed")
     from backpack.extensions import DiagGGNExact, DiagHessian, SumGradSquared
 
-    model, loss_fn, (X, y) = cases()[name]
+    model, loss_fn, (X, y) = zoo.triple(name)
     net, lossb = backpack.extend(copy.deepcopy(model)), backpack.extend(copy.deepcopy(loss_fn))
     with backpack.backpack(DiagGGNExact(), DiagHessian(), SumGradSquared()):
         lossb(net(X), y).backward()
@@ -35,7 +35,7 @@ def test_backpack_diagonals(name):
 @pytest.mark.parametrize("name", ["mlp-ce", "cnn-ce", "branch-ce"])
 def test_curvlinops_operators_and_kfac(name):
     curvlinops = pytest.importorskip("curvlinops", reason="curvlinops-for-pytorch is not installed")
-    model, loss_fn, data = cases()[name]
+    model, loss_fn, data = zoo.triple(name)
     params = [p for p in model.parameters()]
     batches = [(data[0][:5], data[1][:5]), (data[0][5:], data[1][5:])]
     ours = {

@@ -1,4 +1,5 @@
-"""Curvature operators and per-layer diagonals against the dense float64 oracles of losstools.curvature.exact."""
+"""Curvature operators: per-layer diagonals, Monte-Carlo Fisher, memory guard, refusals; the dense float64 oracles
+are the zoo's (plain autograd, no losstools code)."""
 import numpy as np
 import pytest
 import torch
@@ -9,55 +10,28 @@ from torch.utils.data import DataLoader, TensorDataset
 import losstools as lt
 from losstools import curvature as C
 
-from .curvature_cases import cases
+from . import zoo
 
 OPERATORS = [C.Hessian, C.GGN, C.Fisher, C.EmpiricalFisher]
 
 
-def per_example_gradients(model, loss_fn, X, y):
-    """Gradients of each example's term of the loss's sum (MSE: the sum over its K outputs), and the count
-    the loss's mean divides by (N, or N K for MSE)."""
-    K = y[0].numel() if isinstance(loss_fn, nn.MSELoss) else 1
-    g = torch.stack([lt.Objective(model, loss_fn, (X[i : i + 1], y[i : i + 1])).grad() for i in range(len(X))])
-    return g * K, len(X) * K
+def oracle(model, loss_fn, data) -> dict:
+    """The zoo's float64 oracles (plain autograd, no losstools code): hessian, ggn, empirical."""
+    return zoo.oracle(zoo.Case(model, loss_fn, data))
 
 
-def oracle(cls, model, loss_fn, data):
-    obj = lt.Objective(model, loss_fn, data)
-    if cls is C.Hessian:
-        return lt.hessian(obj)
-    if cls is C.EmpiricalFisher:
-        g, count = per_example_gradients(model, loss_fn, *data)
-        return g.T @ g / count
-    return lt.ggn(obj)
-
-
-@pytest.mark.parametrize("name", list(cases()))
-@pytest.mark.parametrize("cls", OPERATORS, ids=lambda c: c.__name__)
-def test_operator_matches_dense_oracle(name, cls):
-    model, loss_fn, data = cases()[name]
-    op = cls(model, loss_fn, data)
-    expected = oracle(cls, model, loss_fn, data)
-    torch.testing.assert_close(op.to_dense(), expected, rtol=1e-9, atol=1e-12)
-    v = torch.randn(op.num_params, 3, dtype=torch.float64)
-    torch.testing.assert_close(op @ v, expected @ v)
-    torch.testing.assert_close(op @ v[:, 0], expected @ v[:, 0])
-    if cls is not C.Hessian or name == "mlp-ce":  # the exact Hessian diagonal costs P products
-        torch.testing.assert_close(op.diagonal(), expected.diagonal(), rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("name", ["mlp-ce", "mlp-mse", "cnn-ce"])
+@pytest.mark.parametrize("name", ["mlp-ce", "mlp-mse", "cnn-ce", "seq-ce", "branch-ce"])
 @pytest.mark.parametrize("name_diag", ["ggn", "ef"])
 def test_layer_diagonals_match_dense(name, name_diag):
-    model, loss_fn, data = cases()[name]
+    model, loss_fn, data = zoo.triple(name)
     obj = lt.Objective(model, loss_fn, data)
-    cls = C.GGN if name_diag == "ggn" else C.EmpiricalFisher
     d = C.diag_ggn(model, loss_fn, data) if name_diag == "ggn" else C.diag_fisher(model, loss_fn, data)
-    torch.testing.assert_close(obj.flatten(d), oracle(cls, model, loss_fn, data).diagonal(), rtol=1e-9, atol=1e-12)
+    expected = oracle(model, loss_fn, data)["ggn" if name_diag == "ggn" else "empirical"]
+    torch.testing.assert_close(obj.flatten(d), expected.diagonal(), rtol=1e-9, atol=1e-12)
 
 
 def test_monte_carlo_fisher_operator_is_a_fixed_matrix_and_unbiased():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     exact = lt.ggn(lt.Objective(model, loss_fn, data))
     op = C.Fisher(model, loss_fn, data, mc_samples=3, seed=5)
     first = op.to_dense()
@@ -70,7 +44,7 @@ def test_monte_carlo_fisher_operator_is_a_fixed_matrix_and_unbiased():
 
 
 def test_batches_and_dataloaders_give_the_whole_dataset_mean():
-    model, loss_fn, (X, y) = cases()["cnn-ce"]
+    model, loss_fn, (X, y) = zoo.triple("cnn-ce")
     uneven = [(X[:5], y[:5]), (X[5:6], y[5:6]), (X[6:], y[6:])]
     loader = DataLoader(TensorDataset(X, y), batch_size=5)
     v = torch.randn(sum(p.numel() for p in model.parameters()), 2, dtype=torch.float64)
@@ -91,7 +65,7 @@ def test_batches_and_dataloaders_give_the_whole_dataset_mean():
 def test_scipy_operator_and_eigsh():
     from scipy.sparse.linalg import eigsh
 
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     op = C.Hessian(model, loss_fn, data)
     H = lt.hessian(lt.Objective(model, loss_fn, data)).numpy()
     A = op.to_scipy()
@@ -104,7 +78,7 @@ def test_scipy_operator_and_eigsh():
 
 
 def test_float32_follows_parameters():
-    model, loss_fn, (X, y) = cases()["cnn-ce"]
+    model, loss_fn, (X, y) = zoo.triple("cnn-ce")
     model32 = model.float()
     reference = C.GGN(model.double(), loss_fn, (X, y)).to_dense()
     op = C.GGN(model32.float(), loss_fn, (X.float(), y))
@@ -116,7 +90,7 @@ def test_float32_follows_parameters():
 
 
 def test_memory_guard_and_model_unchanged():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     op = C.GGN(model, loss_fn, data)
     with pytest.raises(C.DenseTooLargeError, match="GGN"):
@@ -130,7 +104,7 @@ def test_memory_guard_and_model_unchanged():
 
 
 def test_unsupported_layers_are_named():
-    X, y = cases()["mlp-ce"][2]
+    X, y = zoo.triple("mlp-ce")[2]
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 3)).double()
     with pytest.raises(C.UnsupportedLayerError, match=r"'1.weight'.*'1' \(LayerNorm\)"):
         C.kfac(model, nn.CrossEntropyLoss(), (X, y))
@@ -145,7 +119,7 @@ def test_unsupported_layers_are_named():
         C.kfac(tied, nn.CrossEntropyLoss(), (X, y))
     obj = lt.Objective(tied, nn.CrossEntropyLoss(), (X, y))
     torch.testing.assert_close(obj.flatten(C.diag_fisher(tied, nn.CrossEntropyLoss(), (X, y))),
-                               oracle(C.EmpiricalFisher, tied, nn.CrossEntropyLoss(), (X, y)).diagonal())
+                               oracle(tied, nn.CrossEntropyLoss(), (X, y))["empirical"].diagonal())
     with pytest.raises(ValueError, match="true Fisher needs a likelihood"):
         C.Fisher(model, nn.L1Loss(), (X, torch.zeros(12, 3, dtype=torch.float64)))
 
@@ -154,7 +128,7 @@ def test_unsupported_layers_are_named():
 @pytest.mark.parametrize("padding", [0, 2, "same", (1, 0)])
 @pytest.mark.parametrize("stride", [1, (2, 1)])
 def test_conv_patches_equal_unfold(padding, stride):
-    from losstools.curvature.layers import _patches
+    from losstools.curvature.layers import Conv2dRule
 
     dilation = 1 if padding == "same" and stride != 1 else 2
     if padding == "same":
@@ -162,7 +136,7 @@ def test_conv_patches_equal_unfold(padding, stride):
     conv = nn.Conv2d(2, 3, (3, 2), stride=stride, padding=padding, dilation=dilation)
     x = torch.randn(4, 2, 9, 8)
     out = conv(x)
-    patches = _patches(conv, x)
+    patches = Conv2dRule.inputs(conv, x)
     assert patches.shape[2] == out.shape[2] * out.shape[3]
     expected = ((conv.weight.reshape(3, -1) @ patches).reshape(out.shape[0], 3, *out.shape[2:])
                 + conv.bias[:, None, None])
@@ -170,7 +144,7 @@ def test_conv_patches_equal_unfold(padding, stride):
 
 
 def test_layers_off_the_loss_path_and_layers_never_called():
-    X, y = cases()["mlp-ce"][2]
+    X, y = zoo.triple("mlp-ce")[2]
 
     class WithSpare(nn.Module):
         def __init__(self, call_spare):
@@ -196,7 +170,7 @@ def test_layers_off_the_loss_path_and_layers_never_called():
 def test_progress_bar_on_long_passes_only(monkeypatch, capsys):
     from losstools import _progress
 
-    model, loss_fn, (X, y) = cases()["mlp-ce"]
+    model, loss_fn, (X, y) = zoo.triple("mlp-ce")
     batches = [(X[i : i + 3], y[i : i + 3]) for i in range(0, 12, 3)]
     C.diag_ggn(model, loss_fn, batches)  # far below the 2 s delay: silent
     assert "diagonal" not in capsys.readouterr().err

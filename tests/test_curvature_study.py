@@ -10,11 +10,11 @@ from losstools import curvature as C  # noqa: E402
 from losstools import plotting  # noqa: E402
 from losstools.checks import check_hutchinson_standard_error  # noqa: E402
 
-from .curvature_cases import cases  # noqa: E402
+from . import zoo  # noqa: E402
 
 
 def test_cost_accuracy_errors_shrink_and_lanczos_becomes_exact():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     study = C.study.cost_accuracy(model, loss_fn, data, budgets=(1, 4, 31, 93), seeds=2)
     assert list(study["budgets"]) == [1, 4, 31, 93]
     assert study["Lanczos top eig(H)"][-1] < 1e-10  # a full Krylov space: exact

@@ -5,7 +5,8 @@ import torch
 import losstools as lt
 from losstools import curvature as C
 
-from .curvature_cases import Dense, cases, random_spd
+from . import zoo
+from .matrices import Dense, random_spd
 
 
 def test_hutchinson_diag_is_unbiased_with_its_theoretical_variance():
@@ -31,7 +32,7 @@ def test_hutchinson_trace_is_unbiased_and_hutchpp_beats_it():
 
 
 def test_lanczos_top_eigenpairs_equal_dense_ones():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     op = C.Hessian(model, loss_fn, data)
     H = lt.hessian(lt.Objective(model, loss_fn, data))
     exact = torch.linalg.eigvalsh(H)
@@ -80,7 +81,7 @@ def test_probes_from_seed_or_generator_on_the_parameters_device():
 
 
 def test_estimators_on_a_real_operator_agree_with_its_exact_diagonal():
-    model, loss_fn, data = cases()["cnn-ce"]
+    model, loss_fn, data = zoo.triple("cnn-ce")
     op = C.GGN(model, loss_fn, data)
     dense = op.to_dense()
     probes, before = 400, op.matvecs

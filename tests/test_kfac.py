@@ -6,8 +6,8 @@ from torch import nn
 import losstools as lt
 from losstools import curvature as C
 
+from . import zoo
 from .conftest import tiny_classification, tiny_mlp, tiny_regression
-from .curvature_cases import cases
 
 
 def layer_block_mask(obj, layers):
@@ -38,7 +38,7 @@ def test_kfac_blocks_are_exact_for_one_example_in_a_deep_mlp_and_zero_across_lay
 
 
 def test_kfac_is_not_exact_with_many_examples():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     obj = lt.Objective(model, loss_fn, data)
     G = lt.ggn(obj) * layer_block_mask(obj, ["0", "2"])
     assert (C.kfac(model, loss_fn, data).to_dense() - G).abs().max() > 1e-3 * G.abs().max()
@@ -47,13 +47,13 @@ def test_kfac_is_not_exact_with_many_examples():
 @pytest.mark.parametrize("name", ["mlp-ce", "cnn-ce", "seq-ce", "branch-ce"])
 def test_factors_match_their_definition(name):
     """A = (1/(N T)) sum a a^T from the recorded inputs; G = (1/N) sum d d^T with d = J_z^T S."""
-    model, loss_fn, data = cases()[name]
+    model, loss_fn, data = zoo.triple(name)
     K = C.kfac(model, loss_fn, data)
     obj = lt.Objective(model, loss_fn, data)
-    from losstools.curvature.layers import backpropagate, output_vectors, supported_layers
+    from losstools.curvature.layers import backpropagate, supported_layers
 
     layers = supported_layers(obj, "test")
-    vectors = lambda o, t: output_vectors("exact", obj.loss_terms, o, t)  # noqa: E731
+    vectors = lambda o, t: obj.loss_terms.output_vectors("exact", o, t)  # noqa: E731
     (pairs,) = backpropagate(obj, layers, obj.theta, *data, vectors)
     by_column = list(backpropagate(obj, layers, obj.theta, *data, vectors, by_column=True))
     assert len(by_column) == pairs[0][1].shape[0]  # one pass per column, each the batched pass's slice
@@ -71,7 +71,7 @@ def test_factors_match_their_definition(name):
 
 
 def test_diagonal_solve_and_selected_parameters():
-    model, loss_fn, data = cases()["cnn-ce"]
+    model, loss_fn, data = zoo.triple("cnn-ce")
     K = C.kfac(model, loss_fn, data)
     dense = K.to_dense()
     torch.testing.assert_close(K.diagonal(), dense.diagonal())
@@ -88,7 +88,7 @@ def test_diagonal_solve_and_selected_parameters():
 
 
 def test_monte_carlo_and_empirical_kfac():
-    model, loss_fn, data = cases()["mlp-ce"]
+    model, loss_fn, data = zoo.triple("mlp-ce")
     exact = C.kfac(model, loss_fn, data)
     runs = torch.stack([C.kfac(model, loss_fn, data, kind="mc", mc_samples=2, seed=s).factors["2"][1]
                         for s in range(200)])

@@ -15,6 +15,8 @@ import torch.nn.utils.prune
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .conftest import tiny_classification, tiny_mlp, tiny_regression
+
 DT = torch.float64
 
 
@@ -198,6 +200,38 @@ def _conv():
                          nn.Linear(2, 3))
 
 
+class TwoBranch(nn.Module):
+    """Not a Sequential: a residual MLP with a nested module and an activation between branches."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(3, 4)
+        self.block = nn.ModuleDict({"fc": nn.Linear(4, 4)})
+        self.head = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return self.head(h + torch.sigmoid(self.block["fc"](h)))
+
+
+def tiny_cnn():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1, dilation=1), nn.Tanh(),
+                         nn.Conv2d(3, 2, 2, padding=0, dilation=2, bias=False), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(2 * 1 * 1, 3)).double()
+
+
+class SequenceNet(nn.Module):
+    """A Linear applied at every position of a (B, T, I) input: per-example gradients sum over T."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.out = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.proj(x)).mean(1))
+
+
 def _pruned(model: nn.Module) -> nn.Module:
     """``torch.nn.utils.prune``'s mask on the first layer (a forward pre-hook computes weight = weight_orig * mask)."""
     torch.nn.utils.prune.random_unstructured(model[0], "weight", amount=0.4)
@@ -222,6 +256,9 @@ def cases() -> dict[str, Case]:
     weights = torch.tensor([0.2, 3.0, 1.0], dtype=DT)
     act = nn.Tanh()
     shared = nn.Linear(3, 3)
+    g2 = torch.Generator().manual_seed(2)
+    Xc = torch.randn(12, 2, 5, 5, dtype=DT, generator=g2)
+    Xs = torch.randn(12, 4, 3, dtype=DT, generator=g2)
 
     def mlp(a=nn.Tanh, sizes=(3, 4, 3)):
         layers = []
@@ -288,6 +325,12 @@ def cases() -> dict[str, Case]:
                                  paths={"ggn.diagonal": "per-example gradients"}),
         "mlp-huber": Case(mlp(), nn.HuberLoss(delta=0.5), (X, Y3), likelihood=False),
         "mlp-l1": Case(mlp(), nn.L1Loss(), (X, Y3), likelihood=False),
+        # the small models of the approximate-curvature tests (K-FAC, estimators, anchors)
+        "mlp-ce": Case(tiny_mlp(), nn.CrossEntropyLoss(), tiny_classification()),
+        "mlp-mse": Case(tiny_mlp(), nn.MSELoss(), tiny_regression(k=3)),
+        "branch-ce": Case(TwoBranch(), nn.CrossEntropyLoss(), tiny_classification()),
+        "cnn-ce": Case(tiny_cnn(), nn.CrossEntropyLoss(), (Xc, tiny_classification()[1])),
+        "seq-ce": Case(SequenceNet(), nn.CrossEntropyLoss(), (Xs, tiny_classification()[1])),
         "chain-stock": Case(mlp(), nn.CrossEntropyLoss(), (X, y),
                             paths={"hessian.diagonal": "structured Linear chain", "ggn.product": "Linear chain by hand",
                                    "ggn.diagonal": "per-layer hooks"}),
@@ -295,6 +338,12 @@ def cases() -> dict[str, Case]:
     for case in raw.values():
         case.model = case.model.to(DT).eval()
     return raw
+
+
+def triple(name: str) -> tuple:
+    """``(model, loss_fn, data)`` of a fresh case."""
+    case = cases()[name]
+    return case.model, case.loss_fn, case.data
 
 
 # ----------------------------------------------------------------------- oracles

@@ -93,7 +93,7 @@ def _column_block_fn(obj: Objective, theta: torch.Tensor, j: int, last: int | No
     stop = len(params) if last is None else last + 1
 
     def loss_of(w_j, later):
-        tensors = {**obj._fixed, **dict(zip(names, params)), names[j]: w_j, **dict(zip(names[j + 1 : stop], later))}
+        tensors = {**obj.fixed, **dict(zip(names, params)), names[j]: w_j, **dict(zip(names[j + 1 : stop], later))}
         return obj.loss_terms.sum(obj.call(tensors, X), y)
 
     def grad_rows(w_j):
@@ -111,7 +111,7 @@ def _tensor_blocks(obj: Objective, theta, j: int, last: int | None, chunk: int, 
     rows = sum(obj.sizes[j : len(obj.sizes) if last is None else last + 1])
     for start, E in basis_chunks(obj.sizes[j], chunk, theta):
         block = obj.data_mean(lambda X, y: _column_block_fn(obj, theta, j, last, X, y)(E.T), (E.shape[1], rows))
-        on_chunk(start, obj._check_finite(block, "Hessian"))
+        on_chunk(start, obj.check_finite(block, "Hessian"))
 
 
 def hessian_tensor_blocks(obj: Objective, theta: torch.Tensor, part: str, chunk: int):

@@ -36,13 +36,13 @@ def layer_diagonal(obj: Objective, vectors: Callable, theta: torch.Tensor, progr
     by_column = any(isinstance(layer.module, nn.Conv2d) for layer in layers)  # see backpropagate
 
     def batch_sum(X, y):
-        total = None
-        for pairs in backpropagate(obj, layers, theta, X, y, vectors, by_column):
-            sums: dict[str, torch.Tensor] = {}
-            for layer, (a, d) in zip(layers, pairs):
-                sums.update(squared_gradient_sums(layer, a, d))
-            total = obj.flatten(sums) if total is None else total.add_(obj.flatten(sums))
-        return total
+        columns = list(backpropagate(obj, layers, theta, X, y, vectors, by_column))
+        sums: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(layers):  # the columns' pulled-back vectors stacked: one batched product per layer
+            a = columns[0][i][0]
+            d = columns[0][i][1] if len(columns) == 1 else torch.cat([pairs[i][1] for pairs in columns])
+            sums.update(squared_gradient_sums(layer, a, d))
+        return obj.flatten(sums)
 
     return chunked_mean(obj, batch_sum, (obj.num_params,), progress, what, examples_per_chunk(obj, layers))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .._validate import choice, positive_int
 from ..objective import Batch, ParamFilter
-from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, output_vectors, supported_layers
+from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, supported_layers
 from .operators import CurvatureOperator
 from .passes import generator
 
@@ -49,7 +49,7 @@ class KFAC(CurvatureOperator):
                   layer.module.weight.shape[0]) for layer in self.layers]
 
         def vectors(out, t):
-            return output_vectors(kind, obj.loss_terms, out, t, int(mc_samples), gen)
+            return obj.loss_terms.output_vectors(kind, out, t, int(mc_samples), gen)
 
         total = sum(i * i + o * o for i, o in sizes)
 
@@ -70,12 +70,11 @@ class KFAC(CurvatureOperator):
             return flat
 
         chunk = examples_per_chunk(obj, self.layers)
-        flat = obj._check_finite(chunked_mean(obj, batch_sum, (total,), progress, "K-FAC factors", chunk),
+        flat = obj.check_finite(chunked_mean(obj, batch_sum, (total,), progress, "K-FAC factors", chunk),
                                  "K-FAC factors")
         # data_mean divides both sums by the loss's normaliser Z; A is a mean over the N examples, so it is rescaled
         # by ratio = N / Z (1 for unweighted cross-entropy)
-        ratio = float(obj.data_mean(lambda X, y: torch.tensor([float(len(X))], dtype=obj.dtype, device=obj.device),
-                                    (1,)))
+        ratio = obj.num_examples / obj.normaliser
         self.factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, (A, G) in zip(self.layers, split(flat)):
             self.factors[layer.name] = (A if ratio == 1 else A.div_(ratio), G)

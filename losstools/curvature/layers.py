@@ -11,7 +11,8 @@ sum_t d_t a_t^T, so
 - K-FAC:     A = sum_{n,t} a a^T / T, G = sum_{n,k,t} d d^T (a padded with a 1 for the bias).
 
 Only the layers owning selected parameters are hooked; a selected parameter anywhere else raises
-:class:`UnsupportedLayerError` naming it. A layer called twice per forward (weight sharing) is refused.
+:class:`UnsupportedLayerError` naming it, and so does a layer that is not stock (a subclass, hooks, parametrizations),
+whose parameters are read anywhere but in its own call (weight sharing, tying), or that is called twice.
 """
 from __future__ import annotations
 
@@ -22,15 +23,12 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad, jacrev, vmap
 from tqdm.auto import tqdm
 
 from .. import _progress
-from .._loss import LossTerms
 from .._structure import plain
 from ..objective import Objective
 
-SUPPORTED = (nn.Linear, nn.Conv2d)
 _CHUNK_ELEMENTS = 2**25  # per-example gradients materialised at once (T > 1 layers)
 PASS_ELEMENTS = 2**25  # pulled-back vector entries (K x examples x layer outputs) per chunk of a per-layer pass
 
@@ -59,10 +57,10 @@ def supported_layers(obj: Objective, what: str) -> list[Layer]:
         mname, _, attr = pname.rpartition(".")
         module = modules[mname]
         problem = None
-        if type(module) not in SUPPORTED or attr not in ("weight", "bias"):
+        if type(module) not in RULES or attr not in ("weight", "bias"):
             problem = f"it belongs to {mname or 'the model'!r} ({type(module).__name__})"
-        elif isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
-            problem = f"{mname!r} is a Conv2d with groups={module.groups}, padding_mode={module.padding_mode!r}"
+        elif RULES[type(module)].problem(module):
+            problem = f"{mname!r} is {RULES[type(module)].problem(module)}"
         elif not plain(module):
             problem = f"{mname!r} has hooks or parametrizations that change what it computes"
         elif not obj.output_is_tensor:
@@ -93,14 +91,8 @@ def _recording(layers: list[Layer]) -> Iterator[tuple[dict, dict]]:
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
 
-    def hook_for(name):
+    def hook_for(name):  # each layer runs once per forward (supported_layers checked it)
         def hook(module, args, out):
-            if name in outputs:
-                raise UnsupportedLayerError(
-                    f"per-layer curvature (K-FAC, hook-based diagonals) needs each layer once per forward pass, "
-                    f"but layer {name!r} runs more than once (a reused module or shared weights). Use the GGN or "
-                    "Fisher diagonals (they fall back to per-example gradients) or the matrix-free estimators."
-                )
             inputs[name], outputs[name] = args[0].detach(), out
         return hook
 
@@ -145,125 +137,53 @@ def chunked_mean(obj: Objective, chunk_sum: Callable[[torch.Tensor, torch.Tensor
         bar.close()
 
 
-# ----------------------------------------------------------------------- output vectors V (B, C, K)
-def class_weights(loss: nn.Module, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Example n's factor c_n in cross-entropy's sum: its class weight, 0 if ignored (B,)."""
-    if y.is_floating_point():  # class probabilities q (B, C): the term is sum_c w_c q_c (-log p_c)
-        w = torch.ones(y.shape[1], dtype=dtype, device=y.device) if loss.weight is None else \
-            loss.weight.to(device=y.device, dtype=dtype)
-        return y.to(dtype) @ w
-    keep = (y != loss.ignore_index).to(dtype)
-    if loss.weight is None:
-        return keep
-    return loss.weight.to(device=y.device, dtype=dtype)[torch.where(keep.bool(), y, 0)] * keep
-
-
-def softmax_cross_entropy(loss, out: torch.Tensor) -> bool:
-    """Whether ``loss`` on outputs ``out`` is cross-entropy on (B, C) logits without label smoothing: the case
-    with closed forms (output Hessian c_n (diag(p) - p p^T), its square root, sampled and per-example gradients)."""
-    return isinstance(loss, nn.CrossEntropyLoss) and out.ndim == 2 and loss.label_smoothing == 0
-
-
-def output_hessian_sqrt(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """S_n with S_n S_n^T = Hessian of example n's loss term l_n in the flat outputs: (B, C, C).
-
-    Closed form for cross-entropy on (B, C) logits, S = sqrt(c_n) (diag(sqrt p) - p sqrt(p)^T) with c_n the
-    example's class weight (1, 0 if ignored); otherwise the eigendecomposition of the Hessian from
-    ``torch.func``. A loss that is not convex in the outputs (negative eigenvalues) is refused.
-    """
-    loss = terms.loss_fn
-    if softmax_cross_entropy(loss, out):
-        p = torch.softmax(out, -1)
-        q = p.sqrt()
-        S = torch.diag_embed(q) - p.unsqueeze(2) * q.unsqueeze(1)
-        return S * class_weights(loss, y, out.dtype).sqrt()[:, None, None]
-    H = vmap(jacrev(jacrev(terms.per_example())))(out, y).reshape(len(out), out[0].numel(), -1)
-    values, vectors = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
-    scale = values.abs().amax().clamp_min(torch.finfo(values.dtype).tiny)
-    if (values < -1e-6 * scale).any():
-        raise ValueError(f"{terms.name} is not convex in the model's outputs (its Hessian there has negative "
-                         "eigenvalues), so its Gauss-Newton matrix has no square root; use the GGN products "
-                         "(GGN(obj) @ v, hutchinson_diag) or the Hessian instead")
-    return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
-
-
-def sampled_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor, samples: int,
-                             gen: torch.Generator) -> torch.Tensor:
-    """d l_n(f, y~)/d f for ``samples`` labels y~ ~ p(y | f) per example, times 1/sqrt(samples): (B, C, S).
-
-    Then V V^T is an unbiased estimate of the output Hessian of l_n (cross-entropy: categorical labels;
-    BCE-with-logits: Bernoulli; MSE, ``l_n = |f - y|^2``: Gaussian y~ ~ N(f, I/2)). Ignored targets give 0.
-    """
-    loss, flat = terms.loss_fn, out.reshape(len(out), -1)
-    unweighted = getattr(loss, "weight", None) is None and getattr(loss, "pos_weight", None) is None
-    if softmax_cross_entropy(loss, out) and unweighted:
-        p = torch.softmax(flat, -1)
-        labels = torch.multinomial(p, samples, replacement=True, generator=gen)  # (B, S)
-        g = p.unsqueeze(1) - F.one_hot(labels, flat.shape[1]).to(p.dtype)  # (B, S, C)
-        g = g * class_weights(loss, y, p.dtype)[:, None, None]
-    elif isinstance(loss, nn.BCEWithLogitsLoss) and unweighted:
-        p = torch.sigmoid(flat)
-        draws = (torch.rand((samples, *p.shape), generator=gen, device=p.device, dtype=p.dtype) < p).to(p.dtype)
-        g = (p.unsqueeze(0) - draws).transpose(0, 1)  # (B, S, C)
-    elif isinstance(loss, nn.MSELoss):
-        noise = torch.randn((len(flat), samples, flat.shape[1]), generator=gen, device=flat.device, dtype=flat.dtype)
-        g = 2.0**0.5 * noise  # 2 (f - y~), y~ ~ N(f, I/2)
-    else:
-        raise ValueError(
-            f"Monte-Carlo sampling needs a likelihood: nn.CrossEntropyLoss (on (N, C) logits, no label smoothing), "
-            f"nn.BCEWithLogitsLoss or nn.MSELoss, without class weights, not this {terms.name}; "
-            "use the exact version (mc_samples=None)"
-        )
-    return g.transpose(1, 2) / samples**0.5
-
-
-def per_example_output_gradients(terms: LossTerms, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d l_n / d f_n with the data's labels, shape (B, C, 1) (for the empirical Fisher)."""
-    loss = terms.loss_fn
-    if softmax_cross_entropy(loss, out) and not y.is_floating_point():  # closed form: c_n (softmax - one-hot)
-        p = torch.softmax(out, -1)
-        onehot = F.one_hot(torch.where(y == loss.ignore_index, 0, y), out.shape[1]).to(p.dtype)
-        return ((p - onehot) * class_weights(loss, y, p.dtype)[:, None]).unsqueeze(2)
-    g = vmap(grad(terms.per_example()))(out, y)
-    return g.reshape(len(out), -1, 1)
-
-
-def output_vectors(kind: str, terms: LossTerms, out: torch.Tensor, y: torch.Tensor,
-                   mc_samples: int = 1, gen: torch.Generator | None = None) -> torch.Tensor:
-    """V (B, C, K) with sum_k V V^T = the exact output Hessian of l_n ("exact"), a sampled estimate of it
-    ("mc", needs ``gen``) or the outer product of the data's output gradients ("empirical")."""
-    if kind == "exact":
-        return output_hessian_sqrt(terms, out, y)
-    if kind == "mc":
-        return sampled_output_gradients(terms, out, y, mc_samples, gen)
-    return per_example_output_gradients(terms, out, y)
-
-
 # ----------------------------------------------------------------------- forward / backward
-def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``F.unfold`` of the Conv2d's input, (B, Cin kh kw, T), as a strided view copied once (~8x faster on CPU)."""
-    x = F.pad(x, conv._reversed_padding_repeated_twice)
-    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    B, Cin, H, W = x.shape
-    Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
-    sb, sc, sy, sx = x.stride()
-    view = x.as_strided((B, Cin, kh, kw, Ho, Wo), (sb, sc, sy * dh, sx * dw, sy * sh, sx * sw))
-    return view.reshape(B, Cin * kh * kw, Ho * Wo)
+class LinearRule:
+    """``nn.Linear`` on (B, ..., I) inputs: the positions between batch and features are its T."""
+
+    @staticmethod
+    def problem(module: nn.Module) -> str | None:
+        return None
+
+    @staticmethod
+    def inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B, I, T), positions last (a view where possible)."""
+        return x.reshape(len(x), -1, x.shape[-1]).transpose(1, 2)
+
+    @staticmethod
+    def deltas(d: torch.Tensor) -> torch.Tensor:
+        """Pulled-back vectors (K, B, ..., O) at the output as (K, B, O, T)."""
+        return d.reshape(d.shape[0], d.shape[1], -1, d.shape[-1]).transpose(2, 3)
 
 
-def _layer_input(layer: Layer, x: torch.Tensor) -> torch.Tensor:
-    """Layer inputs as (B, I, T): unfolded patches for Conv2d, positions last for Linear (views where possible)."""
-    m = layer.module
-    if isinstance(m, nn.Conv2d):
-        return _patches(m, x)
-    return x.reshape(len(x), -1, x.shape[-1]).transpose(1, 2)
+class Conv2dRule:
+    """``nn.Conv2d`` (groups 1, zero padding): input patches, the output positions are its T."""
 
+    @staticmethod
+    def problem(module: nn.Module) -> str | None:
+        if module.groups != 1 or module.padding_mode != "zeros":
+            return f"a Conv2d with groups={module.groups}, padding_mode={module.padding_mode!r}"
+        return None
 
-def _layer_delta(layer: Layer, d: torch.Tensor) -> torch.Tensor:
-    """Pulled-back vectors at the layer output as (K, B, O, T)."""
-    if isinstance(layer.module, nn.Conv2d):
+    @staticmethod
+    def inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``F.unfold`` of the input, (B, Cin kh kw, T), as a strided view copied once (~8x faster on CPU)."""
+        x = F.pad(x, module._reversed_padding_repeated_twice)
+        (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
+        B, Cin, H, W = x.shape
+        Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+        sb, sc, sy, sx = x.stride()
+        view = x.as_strided((B, Cin, kh, kw, Ho, Wo), (sb, sc, sy * dh, sx * dw, sy * sh, sx * sw))
+        return view.reshape(B, Cin * kh * kw, Ho * Wo)
+
+    @staticmethod
+    def deltas(d: torch.Tensor) -> torch.Tensor:
         return d.flatten(3)
-    return d.reshape(d.shape[0], d.shape[1], -1, d.shape[-1]).transpose(2, 3)
+
+
+# what a layer type knows: its inputs as (B, I, T) and pulled-back vectors as (K, B, O, T), from which the
+# per-example gradients sum_t d a^T, the diagonal and the K-FAC factors follow for every type alike
+RULES: dict[type, type] = {nn.Linear: LinearRule, nn.Conv2d: Conv2dRule}
 
 
 def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
@@ -286,7 +206,7 @@ def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: t
     V = vectors(out.detach(), y)
     grad_outputs = V.permute(2, 0, 1).reshape(V.shape[-1], *out.shape)
     targets = [outputs[layer.name] for layer in layers]
-    acts = [_layer_input(layer, inputs[layer.name]) for layer in layers]
+    acts = [RULES[type(layer.module)].inputs(layer.module, inputs[layer.name]) for layer in layers]
     groups = [column.unsqueeze(0) for column in grad_outputs] if by_column else [grad_outputs]
     for i, columns in enumerate(groups):
         retain = i < len(groups) - 1
@@ -297,7 +217,7 @@ def backpropagate(obj: Objective, layers: list[Layer], theta: torch.Tensor, X: t
             deltas = torch.autograd.grad(out, targets, columns, is_grads_batched=True, allow_unused=True)
         deltas = [torch.zeros(len(columns), *z.shape, dtype=z.dtype, device=z.device) if d is None else d
                   for d, z in zip(deltas, targets)]  # a layer whose output does not reach the loss
-        yield [(a, _layer_delta(layer, d)) for layer, a, d in zip(layers, acts, deltas)]
+        yield [(a, RULES[type(layer.module)].deltas(d)) for layer, a, d in zip(layers, acts, deltas)]
 
 
 def _per_example_squares(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

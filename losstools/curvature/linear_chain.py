@@ -37,9 +37,6 @@ from ..objective import Objective
 
 ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.Softplus, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Identity,
                nn.Softsign, nn.Tanhshrink, nn.Mish, nn.CELU, nn.SELU)
-# losses that are a sum of per-example terms (their normalisation depends on the targets only)
-# (twice differentiable in the outputs: L1, Huber and smooth L1 are not, and take the product path)
-SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss, nn.BCELoss)
 _CHUNK_BYTES = 2**28  # per-example working memory aimed at per chunk of examples (256 MiB)
 _HEAD_BYTES = 2**30  # at most this much for the loss's per-example Hessians in the outputs
 
@@ -129,8 +126,7 @@ class LinearChain:
         obj = self.obj
         params = obj.params_dict(theta)
         Ws = [params[layer.weight] for layer in self.layers]
-        local = sum(obj.loss_terms.normaliser(y) for _, y in obj.batches())
-        self._normaliser = obj.all_reduce(torch.tensor([local], dtype=torch.float64, device=theta.device)).item()
+        self._normaliser = obj.normaliser
         for X, y in obj.batches():
             xs, d1s, d2s, Z = self._forward(params, X)
             delta, M = self._head(Z, y)  # of the mean loss over all the data: weighted already
@@ -171,8 +167,8 @@ class LinearChain:
 
 def linear_chain(obj: Objective) -> LinearChain | None:
     """The structure of ``obj`` if the exact structured formulas apply to it, else None (use HVPs)."""
-    model, loss = obj.model, obj.loss_fn
-    if not stock_forward(model, nn.Sequential) or type(loss) not in SEPARABLE_LOSSES or not obj.examples_independent:
+    model = obj.model
+    if not stock_forward(model, nn.Sequential) or not obj.loss_terms.structured or not obj.examples_independent:
         return None
     if not all(plain(m) for m in model.modules()):
         return None

@@ -36,11 +36,9 @@ from .._validate import positive_int
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
-from .layers import UnsupportedLayerError, class_weights, output_vectors, softmax_cross_entropy, supported_layers
+from .layers import UnsupportedLayerError, supported_layers
 from .memory import check_dense
 from .passes import generator
-
-LIKELIHOODS = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.MSELoss)
 
 
 def as_objective(objective, loss_fn=None, data=None, params=None) -> Objective:
@@ -70,7 +68,7 @@ class CurvatureOperator:
                  progress: bool = False):
         self.objective = as_objective(objective, loss_fn, data, params)
         self.loss_fn = self.objective.loss_fn
-        self.theta = self.objective._theta_or_default(theta).detach().clone()
+        self.theta = self.objective.resolve_theta(theta).detach().clone()
         self.progress = bool(progress)
         self.num_examples = self.objective.num_examples  # over all ranks
         self.matvecs = 0
@@ -112,27 +110,27 @@ class CurvatureOperator:
         v = self.objective.check_vector(v, "v", allow_matrix=True)
         M = v if v.ndim == 2 else v.unsqueeze(1)
         self.matvecs += M.shape[1]
-        out = self.objective._check_finite(self._matmat(M), f"{self.name} product")
+        out = self.objective.check_finite(self._matmat(M), f"{self.name} product")
         return out if v.ndim == 2 else out[:, 0]
 
     # ------------------------------------------------------------------ dense parts
     def dense(self, max_bytes: int | None = None, chunk_size: int | None = None) -> torch.Tensor:
         """The dense (P, P) matrix; refused before allocating over the memory budget (``max_bytes``)."""
         check_dense(self.num_params, self.num_params, self.dtype, self.name, max_bytes)
-        return self.objective._check_finite(self._part("dense", chunk_size), self.name)
+        return self.objective.check_finite(self._part("dense", chunk_size), self.name)
 
     to_dense = dense
 
     def diagonal(self, chunk_size: int | None = None) -> torch.Tensor:
         """The exact diagonal (P,). Generic method: P products (subclasses override it with cheaper ones)."""
-        return self.objective._check_finite(self._part("diagonal", chunk_size), f"{self.name} diagonal")
+        return self.objective.check_finite(self._part("diagonal", chunk_size), f"{self.name} diagonal")
 
     def blocks(self, max_bytes: int | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
         """The diagonal blocks, one per parameter tensor: ``{name: (P_j, P_j)}`` (each behind the memory guard)."""
         for name, size in zip(self.objective.names, self.objective.sizes):
             check_dense(size, size, self.dtype, f"{self.name} block of {name}", max_bytes)
         blocks = self._part("blocks", chunk_size)
-        return {n: self.objective._check_finite(b, self.name) for n, b in blocks.items()}
+        return {n: self.objective.check_finite(b, self.name) for n, b in blocks.items()}
 
     def _part(self, part: str, chunk_size: int | None):
         return _columns.from_products(self, part, _columns.auto_chunk(self.objective, chunk_size))
@@ -188,7 +186,7 @@ class Hessian(CurvatureOperator):
         return self.objective.hvp(M, self.theta)
 
     def _product_matmat(self, M):
-        return self.objective._hvp(M, self.theta)
+        return self.objective.hvp(M, self.theta)
 
     def _part(self, part: str, chunk_size: int | None):
         obj = self.objective
@@ -248,21 +246,6 @@ def _block_column(obj: Objective, blocks: dict, i: int, k: int | None = None) ->
     return blocks[name][:, i - cols.start] if k is None else blocks[name][:, k]
 
 
-def _output_hessian_product(obj: Objective, out: torch.Tensor, y: torch.Tensor, JM: torch.Tensor) -> torch.Tensor:
-    """H_out (J M) for the loss sum's Hessian in the outputs; JM (k, *out.shape) -> same shape."""
-    loss = obj.loss_terms.loss_fn
-    # closed form, as in output_hessian_sqrt: c_n (diag(p) - p p^T) u, c_n the example's class weight
-    if softmax_cross_entropy(loss, out):
-        p = torch.softmax(out, -1)
-        return class_weights(loss, y, out.dtype)[:, None] * p * (JM - (JM * p).sum(-1, keepdim=True))
-    flat = JM.reshape(len(JM), -1).T  # (outputs, k)
-
-    def loss_of(o):
-        return obj.loss_terms.sum(o.view_as(out), y)
-
-    return _autodiff.hvp(loss_of, out.reshape(-1), flat, obj.ad_mode).T.reshape(JM.shape)
-
-
 class _GGNFamily(CurvatureOperator):
     """(1/Z) sum_n J_n^T L_n J_n: the Jacobians J_n of example n's outputs and an output matrix L_n of a ``kind``,
     given by output vectors V_n (C, K) with L_n = V_n V_n^T (:func:`~.layers.output_vectors`): "exact" (the loss's
@@ -285,7 +268,7 @@ class _GGNFamily(CurvatureOperator):
                 f"the model returns a {self.objective.output_type} and the {self.name} is a matrix in the model's "
                 "outputs: wrap the model so that it returns the one tensor the loss compares with the targets, e.g. "
                 "a module whose forward returns model(x)[0] (the Hessian needs no such wrapper)")
-        if isinstance(self.loss_fn, nn.NLLLoss) and self.kind == "exact":
+        if self.objective.loss_terms.linear_in_outputs and self.kind == "exact":
             warnings.warn("nn.NLLLoss is linear in the model's outputs (log-probabilities), so its Gauss-Newton matrix "
                           "in those outputs is zero, and so are QM's and OBD's curvature terms. End the model at the "
                           "logits and use nn.CrossEntropyLoss (the same loss) to get the softmax's curvature",
@@ -304,12 +287,13 @@ class _GGNFamily(CurvatureOperator):
         identically for every product)."""
         self._gen.set_state(self._state)
         terms, kind, samples, gen = self.objective.loss_terms, self.kind, self.mc_samples, self._gen
-        return lambda out, y: output_vectors(kind, terms, out, y, samples, gen)
+        return lambda out, y: terms.output_vectors(kind, out, y, samples, gen)
 
     def _output_product(self) -> Callable:
         """``(obj, out, y, JM (k, *out.shape)) -> L JM``, L the per-example output matrices."""
         if self.kind == "exact":
-            return _output_hessian_product
+            terms = self.objective.loss_terms
+            return lambda obj, out, y, JM: terms.output_hessian_product(out, y, JM, obj.ad_mode)
         vectors = self._vectors()
 
         def product(obj, out, y, JM):
@@ -363,7 +347,7 @@ class _GGNFamily(CurvatureOperator):
                     lambda op: _at_coordinates(op, "diagonal", method(op.objective, op._vectors(), op.theta, False)),
                     lambda op: _at_coordinates(op, "diagonal", None)):
                 self.paths["diagonal"] = path
-                return obj._check_finite(method(obj, self._vectors(), self.theta, self.progress, what), what)
+                return obj.check_finite(method(obj, self._vectors(), self.theta, self.progress, what), what)
         self.paths["diagonal"] = "products"
         return super().diagonal(chunk_size)
 
@@ -396,7 +380,7 @@ class Fisher(_GGNFamily):
     def __init__(self, objective, loss_fn=None, data=None, params=None, *, theta=None, progress=False,
                  mc_samples: int | None = None, seed: int | torch.Generator | None = 0):
         obj = as_objective(objective, loss_fn, data, params)
-        if not isinstance(obj.loss_fn, LIKELIHOODS):
+        if not obj.loss_terms.likelihood:
             raise ValueError(f"the true Fisher needs a likelihood: nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or "
                              f"nn.MSELoss, not {type(obj.loss_fn).__name__}; use GGN or EmpiricalFisher")
         if mc_samples is not None:
