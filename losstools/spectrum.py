@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import _progress
 from .curvature.estimators import SpectralDensity, lanczos
+from .curvature.operators import Hessian
 from .objective import Objective
 
 
@@ -38,23 +39,10 @@ def one_hot_data(X: torch.Tensor, y: torch.Tensor, classes: int) -> tuple[torch.
     return X, F.one_hot(y, classes).to(X.dtype)
 
 
-class HessianAt:
-    """The Hessian of ``obj`` at ``theta`` as an operator for the estimators (``@``, ``shape``, ``matvecs``)."""
-
-    def __init__(self, obj: Objective, theta: torch.Tensor):
-        self.obj, self.theta = obj, theta.detach()
-        self.shape, self.dtype, self.device = (obj.num_params, obj.num_params), obj.dtype, obj.device
-        self.matvecs = 0
-
-    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
-        self.matvecs += 1 if v.ndim == 1 else v.shape[1]
-        return self.obj.hvp(v, self.theta)
-
-
 def sharpness(obj: Objective, theta: torch.Tensor | None = None, steps: int = 20,
               seed: int = 0) -> tuple[float, torch.Tensor]:
     """lambda_max of the Hessian at ``theta`` and its unit eigenvector (P,), by ``steps`` Lanczos steps."""
-    op = HessianAt(obj, obj.resolve_theta(theta))
+    op = Hessian(obj, theta=theta)
     values, vectors = lanczos(op, k=1, tol=0.0, max_steps=min(steps, obj.num_params), seed=seed, progress=False)
     return float(values[0]), vectors[:, 0]
 

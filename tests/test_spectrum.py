@@ -74,10 +74,10 @@ def test_negative_fraction_and_mass_on_a_known_spectrum():
                                                        abs=1e-9)
 
 
-def test_quadratic_iterates_closed_form_and_hessian_at():
+def test_quadratic_iterates_closed_form_and_the_hessian_operator_counts_products():
     np.testing.assert_allclose(spectrum.quadratic_iterates(0.5, 5.0, 3, start=2.0), 2.0 * (-1.5) ** np.arange(4))
     obj = tiny_objective()
-    op, v = spectrum.HessianAt(obj, obj.theta), torch.randn(obj.num_params, 2, dtype=torch.float64)
+    op, v = lt.curvature.Hessian(obj), torch.randn(obj.num_params, 2, dtype=torch.float64)
     torch.testing.assert_close(op @ v, lt.hessian(obj) @ v)
     assert op.matvecs == 2
 
@@ -142,7 +142,7 @@ def test_estimator_progress_bars(monkeypatch, capsys):
     from losstools import _progress
 
     obj = tiny_objective()
-    op = spectrum.HessianAt(obj, obj.theta)
+    op = lt.curvature.Hessian(obj)
     monkeypatch.setattr(_progress, "PROGRESS_DELAY", 0.0)
     lanczos(op, k=2, max_steps=10)
     hutchpp_trace(op, 9)
