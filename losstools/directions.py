@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
+from ._random import generator
 from .curvature import eigh, ggn, hessian
-from .curvature.passes import generator
 from .objective import Objective, layer_weight_names
 
 #: How a direction is normalised (see the module's docstring).

@@ -22,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _progress
-from .passes import generator, progress_bar
+from .._progress import progress_bar
+from .._random import generator
 
 
 def rademacher(shape: tuple[int, ...], gen: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:

@@ -17,11 +17,11 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from .._random import generator
 from .._validate import choice, positive_int
 from ..objective import Batch, ParamFilter
 from .layers import backpropagate, chunked_mean, examples_per_chunk, kfac_factor_sums, supported_layers
 from .operators import CurvatureOperator
-from .passes import generator
 
 
 class KFAC(CurvatureOperator):

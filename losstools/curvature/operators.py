@@ -32,13 +32,13 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from .. import _autodiff, _probe
+from .._random import generator
 from .._validate import positive_int
 from ..objective import Objective
 from . import _columns
 from . import linear_chain as structured
 from .layers import UnsupportedLayerError, supported_layers
 from .memory import check_dense
-from .passes import generator
 
 
 def as_objective(objective, loss_fn=None, data=None, params=None) -> Objective:
