@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import data as datasets
 from .. import models
-from .._validate import choice, finite, fraction, int_list, positive_int, usable_device
+from .._validate import choice, finite, fraction, int_list, option_errors, positive_int, usable_device
 from ..data import Dataset
 from .criteria import check_criterion
 from .finetuning import error, finetune
@@ -275,41 +275,42 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     it must be importable there (a module-level function, not a lambda or a local function). A run that
     raises is logged with its key and the others go on; then :class:`StudyIncomplete` names what failed.
     """
-    criteria = [check_criterion(c) for c in criteria]
-    steps = int_list(steps, "steps (numbers of pruning iterations)")
-    regs = [finite(r, "reg (lambda)", low=0.0) for r in regs]
-    seeds = int_list(seeds, "seeds", minimum=0)
-    if not criteria or not regs:
-        raise ValueError("criteria and regs must each list at least one value")
-    protocol = choice(protocol if protocol is not None else default_protocol(data), PROTOCOLS, "protocol")
-    given = {"model": model, "sparsity": sparsity, "hidden": hidden, "activation": activation, "init": init,
-             "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-             "batch_size": batch_size, "train_epochs": train_epochs, "finetune_epochs": finetune_epochs,
-             "samples": samples, "schedule": schedule, "scope": scope, "curvature": curvature, "signed": signed,
-             "predict": predict}
-    settings = {k: (v if v is not None else PROTOCOLS[protocol][k]) for k, v in given.items()}
-    settings.update(_checked(settings, criteria))
-    device = usable_device(device)
-    if isinstance(data, str):
-        choice(data, DATA_SETS, "data set")
-    elif not (isinstance(data, Dataset) or callable(data)):
-        raise TypeError(f"data must be a name in {DATA_SETS}, a losstools Dataset or a function seed -> Dataset, "
-                        f"got {type(data).__name__}")
-    if executor is not None:
-        from ._parallel import check_shippable
+    with option_errors():  # every option checked before any side effect
+        criteria = [check_criterion(c) for c in criteria]
+        steps = int_list(steps, "steps (numbers of pruning iterations)")
+        regs = [finite(r, "reg (lambda)", low=0.0) for r in regs]
+        seeds = int_list(seeds, "seeds", minimum=0)
+        if not criteria or not regs:
+            raise ValueError("criteria and regs must each list at least one value")
+        protocol = choice(protocol if protocol is not None else default_protocol(data), PROTOCOLS, "protocol")
+        given = {"model": model, "sparsity": sparsity, "hidden": hidden, "activation": activation, "init": init,
+                 "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                 "batch_size": batch_size, "train_epochs": train_epochs, "finetune_epochs": finetune_epochs,
+                 "samples": samples, "schedule": schedule, "scope": scope, "curvature": curvature, "signed": signed,
+                 "predict": predict}
+        settings = {k: (v if v is not None else PROTOCOLS[protocol][k]) for k, v in given.items()}
+        settings.update(_checked(settings, criteria))
+        device = usable_device(device)
+        if isinstance(data, str):
+            choice(data, DATA_SETS, "data set")
+        elif not (isinstance(data, Dataset) or callable(data)):
+            raise TypeError(f"data must be a name in {DATA_SETS}, a losstools Dataset or a function seed -> Dataset, "
+                            f"got {type(data).__name__}")
+        if executor is not None:
+            from ._parallel import check_shippable
 
-        check_shippable(data)
-    log = log or print
-    load = loader(data, settings["model"])
-    if settings["finetune_epochs"] == "auto":
-        settings["finetune_epochs"] = finetune_epochs_for(len(load(seeds[0]).train[0]), settings["batch_size"])
-    name = data if isinstance(data, str) else getattr(data, "name", getattr(data, "__name__", "custom"))
-    settings = {"data": name, "protocol": protocol, **settings}
-    out = Path(out)
-    settings_path = out / "settings.json"
-    if settings_path.exists() and _comparable(json.loads(settings_path.read_text())) != _comparable(settings):
-        raise ValueError(f"{out} holds a study with other settings ({settings_path.read_text().strip()}); "
-                         f"use another --out folder or delete that one to start afresh")
+            check_shippable(data)
+        log = log or print
+        load = loader(data, settings["model"])
+        if settings["finetune_epochs"] == "auto":
+            settings["finetune_epochs"] = finetune_epochs_for(len(load(seeds[0]).train[0]), settings["batch_size"])
+        name = data if isinstance(data, str) else getattr(data, "name", getattr(data, "__name__", "custom"))
+        settings = {"data": name, "protocol": protocol, **settings}
+        out = Path(out)
+        settings_path = out / "settings.json"
+        if settings_path.exists() and _differences(settings_path, settings):
+            raise ValueError(f"{out} holds a study with other settings ({_differences(settings_path, settings)}); "
+                             "use the same options to resume it, or another --out folder to start afresh")
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(settings_path, lambda tmp: tmp.write_text(json.dumps(settings, indent=1)))
     settings["progress"] = progress
@@ -370,6 +371,13 @@ def run_one(settings: dict, ds: Dataset, net: nn.Module, before: dict, key: tupl
         "history": result.history,
         "seconds": {"prune": middle - start, "finetune": time.perf_counter() - middle},
     }
+
+
+def _differences(path: Path, settings: dict) -> str:
+    """The settings in which ``settings`` differ from those saved at ``path`` ("" if none), e.g. ``sparsity 0.9 there, 0.5 now``."""
+    old, new = _comparable(json.loads(path.read_text())), _comparable(settings)
+    return ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys())
+                     if old.get(k) != new.get(k))
 
 
 def _comparable(settings: dict) -> dict:
