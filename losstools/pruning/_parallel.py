@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import signal
+import threading
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as tqdm_std
 
 from ..data import Dataset
 from ._study import (
@@ -36,7 +38,7 @@ from ._study import (
     training_message,
 )
 
-_WORKER: dict = {"index": None, "data": (None, None)}  # this worker process's index and last loaded data set
+_WORKER: dict = {"data": (None, None)}  # the data set this worker process loaded last
 
 
 class StudyIncomplete(RuntimeError):
@@ -65,30 +67,27 @@ def check_shippable(data) -> None:
                          "name, a Dataset, or a function defined at the top level of an importable module")
 
 
-def init_worker(counter) -> None:
-    """ProcessPoolExecutor initializer: Ctrl-C is the driver's to handle, one torch thread, a worker index."""
+def init_worker() -> None:
+    """ProcessPoolExecutor initializer: Ctrl-C is the driver's to handle; one torch thread; tqdm's lock a thread
+    lock (its default, a multiprocessing lock, is reported leaked when a worker is stopped)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    with counter.get_lock():
-        _WORKER["index"] = counter.value
-        counter.value += 1
+    tqdm_std.set_lock(threading.RLock())
 
 
 def local_pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` fresh (spawned) worker processes, each on one torch thread."""
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker, initargs=(context.Value("i", 0),))
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
 
 
 def stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel a pool's pending tasks and end its workers now (a run in progress is lost, and redone on resuming)."""
+    """End a pool's workers now, failing its pending tasks (a run in progress is lost, and redone on resuming)."""
     if hasattr(pool, "terminate_workers"):  # Python >= 3.14
         pool.terminate_workers()
         return
-    processes = list((pool._processes or {}).values())  # before 3.14 only the private table reaches them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in list((pool._processes or {}).values()):  # before 3.14 only the private table reaches them
         process.terminate()
+    pool.shutdown()  # returns once the pool has seen its workers die and failed what was pending
 
 
 @contextmanager
@@ -122,15 +121,16 @@ def worker_device(device: str) -> torch.device:
 
 
 def _worker_index() -> int:
-    if _WORKER["index"] is not None:
-        return _WORKER["index"]
+    """This worker's number: a Dask worker's name if it is one (a LocalCluster's: 0, 1, ...), else the
+    number multiprocessing gave this process (1, 2, ... for a pool's workers), else 0."""
     try:
         from distributed import get_worker
 
         name = str(get_worker().name)
+        return int(name) if name.isdigit() else zlib.crc32(name.encode())
     except (ImportError, ValueError):
-        return 0
-    return int(name) if name.isdigit() else zlib.crc32(name.encode())
+        identity = multiprocessing.current_process()._identity  # (n,) in the n-th child of the driver
+        return identity[-1] - 1 if identity else 0
 
 
 def _dataset(data, model: str, seed: int, device: torch.device) -> Dataset:
@@ -174,8 +174,9 @@ def run_grid(executor: Executor, out: Path, settings: dict, data, todo: list[tup
     """The runs ``todo`` on ``executor``; each record is appended to ``out`` as its run completes.
 
     Raises :class:`StudyIncomplete` after recording every run that finished if some raised, or if the
-    executor broke (a killed process in a ``ProcessPoolExecutor`` ends the whole pool); Ctrl-C cancels
-    the pending runs. Either way the study resumes from what is recorded.
+    executor broke (a killed process in a ``ProcessPoolExecutor`` ends the whole pool). Ctrl-C cancels
+    the pending runs (and stops a ``ProcessPoolExecutor``'s workers at once: their runs are lost). Either way
+    the study resumes from what is recorded.
     """
     progress, settings = settings["progress"], {**settings, "progress": False}
     runs = defaultdict(list)
@@ -229,6 +230,8 @@ def run_grid(executor: Executor, out: Path, settings: dict, data, todo: list[tup
                     bar.update()
                     bar.set_postfix_str(describe(key)[4:])
     except KeyboardInterrupt:
+        if isinstance(executor, ProcessPoolExecutor):
+            stop(executor)  # cancelling its futures, then stopping it, trips Python 3.11's pool (InvalidStateError)
         for future in pending:
             future.cancel()
         raise
