@@ -56,13 +56,30 @@ def test_two_local_processes_give_the_serial_records(tmp_path, serial):
     assert {r["seed"] for r in records} == {0, 1} and (tmp_path / "base_seed1.pt").exists()
 
 
-def test_a_two_worker_dask_cluster_gives_the_serial_records(tmp_path, serial):
+def test_a_two_worker_dask_cluster_gives_the_serial_records(tmp_path, serial, capsys):
     distributed = pytest.importorskip("distributed", reason="Dask's distributed is not installed (the 'cluster' extra)")
-    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        records = pruning.study(tmp_path, **STUDY, executor=client.get_executor())
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            records = pruning.study(tmp_path / "api", **STUDY, executor=client.get_executor())
+        assert main([*TINY, "--out", str(tmp_path / "cli"), "--scheduler", cluster.scheduler_address]) == 0
     assert comparable(records) == comparable(serial)
-    assert len(recorded_once(tmp_path)) == RUNS
+    assert len(recorded_once(tmp_path / "api")) == RUNS
+    assert len(recorded_once(tmp_path / "cli")) == 1 + 2 and "3 runs in" in capsys.readouterr().out
+
+
+def test_cuda_workers_are_spread_over_the_gpus(monkeypatch):
+    """--device cuda with several GPUs: worker i on cuda:i % n (checked without a GPU: a device is only a name)."""
+    from losstools.pruning import _parallel
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    placed = []
+    for index in range(5):
+        monkeypatch.setattr(_parallel, "_worker_index", lambda index=index: index)
+        placed.append(str(_parallel.worker_device("cuda")))
+    assert placed == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert str(_parallel.worker_device("cuda:2")) == "cuda:2" and str(_parallel.worker_device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert str(_parallel.worker_device("cuda")) == "cuda"
 
 
 def test_a_killed_worker_loses_only_unfinished_runs_and_the_rerun_completes_the_grid(tmp_path, serial, monkeypatch):
@@ -131,8 +148,9 @@ def one_usage_error(capsys) -> str:
     (["--jobs", "0"], "argument --jobs: expected an integer >= 1, got '0'"),
     (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:8786"], "give one of them"),
     (["--lr", "-1"], "lr (learning rate) must be > 0"),
-    pytest.param(["--device", "cuda"], "device 'cuda' cannot be used here", marks=pytest.mark.skipif(
-        torch.cuda.is_available(), reason="CUDA is available: --device cuda is not an error here")),
+    *[pytest.param([*jobs, "--device", "cuda"], "device 'cuda' cannot be used here", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="CUDA is available: --device cuda is not an error here"))
+      for jobs in ([], ["--jobs", "2"])],
 ])
 def test_bad_options_get_one_line_and_exit_status_2_before_any_side_effect(tmp_path, capsys, options, message):
     with pytest.raises(SystemExit) as exit:
