@@ -98,7 +98,7 @@ def executor_for(jobs: int, scheduler: str | None) -> Iterator[Executor | None]:
         try:
             from distributed import Client
         except ImportError:
-            raise RuntimeError("--scheduler needs Dask's distributed package: pip install 'losstools[cluster]'") from None
+            raise RuntimeError("--scheduler needs Dask's distributed: pip install 'losstools[cluster]'") from None
         with Client(scheduler, timeout="30s") as client:
             yield client.get_executor()
     elif jobs > 1:

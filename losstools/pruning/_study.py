@@ -374,7 +374,8 @@ def run_one(settings: dict, ds: Dataset, net: nn.Module, before: dict, key: tupl
 
 
 def _differences(path: Path, settings: dict) -> str:
-    """The settings in which ``settings`` differ from those saved at ``path`` ("" if none), e.g. ``sparsity 0.9 there, 0.5 now``."""
+    """The settings in which ``settings`` differ from those saved at ``path`` ("" if none),
+    e.g. ``sparsity 0.9 there, 0.5 now``."""
     old, new = _comparable(json.loads(path.read_text())), _comparable(settings)
     return ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys())
                      if old.get(k) != new.get(k))
