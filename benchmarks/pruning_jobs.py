@@ -1,7 +1,7 @@
 """The pruning study on several worker processes: the MLP mnist5k grid seed on --jobs 1 then --jobs 2, and
 the LeNet grid's makespan on W workers computed from the runs' recorded seconds.
 
-    PYTHONPATH=. python benchmarks/pruning_jobs.py --mlp                    # ~13 min on 2 idle cores
+    PYTHONPATH=. python benchmarks/pruning_jobs.py --mlp                    # ~10 min on 2 idle cores
     PYTHONPATH=. python benchmarks/pruning_jobs.py --lenet-steps 1          # LeNet seed 0, 1-step runs, --jobs 2
     PYTHONPATH=. python benchmarks/pruning_jobs.py                          # only the makespans (seconds)
 
