@@ -273,7 +273,7 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     run completes (so in completion order; readers key records by run, never by position). The records are
     those of the serial study, ``seconds`` aside. Data given as a function is sent to the workers by reference:
     it must be importable there (a module-level function, not a lambda or a local function). A run that
-    raises is logged with its key and the others go on; then :class:`StudyIncomplete` names what failed.
+    raises is logged with its key and the others go on; then ``pruning.StudyIncomplete`` names what failed.
     """
     with option_errors():  # every option checked before any side effect
         criteria = [check_criterion(c) for c in criteria]
