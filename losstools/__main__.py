@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: what finished is saved; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterable, TypeVar
 
 if TYPE_CHECKING:  # torch is imported only where a device is checked
@@ -82,3 +83,14 @@ def usable_device(value, name: str = "device") -> "torch.device":
                          "with a GPU and a PyTorch build for it (see docs/install.md)") from err
     return device
 
+
+
+@contextmanager
+def option_errors():
+    """Mark a ValueError or TypeError raised inside as a bad option (``err.bad_option = True``, type and message
+    unchanged), so that a command line can answer it as a usage error rather than a failure."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        err.bad_option = True
+        raise

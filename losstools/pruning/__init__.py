@@ -6,6 +6,7 @@ The study lives in the private module ``_study`` so that the function ``pruning.
 >>> result = pruning.prune(net, nn.CrossEntropyLoss(), ds, "qm", sparsity=0.9, steps=14, reg=1e-3)  # doctest: +SKIP
 >>> pruning.finetune(result.model, result.masks, ds, epochs=20)                                    # doctest: +SKIP
 """
+from ._parallel import StudyIncomplete
 from ._study import (
     CNN_SPARSITY,
     FINETUNE_UPDATES,
@@ -39,7 +40,8 @@ from .statistics import SALIENCY_CURVATURES, curvature_diagonal, gradient
 
 __all__ = [
     "CNN_SPARSITY", "CRITERIA", "DIAGONAL_CRITERIA", "FINETUNE_UPDATES", "MLP_SPARSITY", "PAPER", "PAPER_REGS",
-    "PROTOCOLS", "PruneResult", "SALIENCY_CURVATURES", "SCHEDULES", "apply_masks_", "copy_pruned",
+    "PROTOCOLS", "PruneResult", "SALIENCY_CURVATURES", "SCHEDULES", "StudyIncomplete", "apply_masks_",
+    "copy_pruned",
     "curvature_diagonal", "finetune", "finetune_epochs_for", "format_table", "full_masks", "gradient", "load_records",
     "make_permanent", "obs_remove",
     "predicted_change", "prunable_names", "prune", "saliency", "schedule", "select", "sparsity", "study", "table1",

@@ -12,9 +12,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import data as datasets
 from .. import models
-from .._validate import choice, finite, fraction, int_list, positive_int, usable_device
+from .._validate import choice, finite, fraction, int_list, option_errors, positive_int, usable_device
 from ..data import Dataset
 from .criteria import check_criterion
 from .finetuning import error, finetune
@@ -101,7 +102,7 @@ def default_protocol(data) -> str:
     return "paper" if str(name).startswith("mnist") else "quick"
 
 
-def _metrics(model: nn.Module, loss_fn: Callable, ds: Dataset) -> dict[str, float]:
+def metrics(model: nn.Module, loss_fn: Callable, ds: Dataset) -> dict[str, float]:
     out = {}
     with torch.no_grad():
         for split in ("train", "val", "test"):
@@ -195,22 +196,32 @@ def _train_options(settings: dict, epochs: int) -> dict:
             "batch_size": settings["batch_size"]}
 
 
-def _base_model(settings: dict, ds: Dataset, seed: int, out: Path, loss_fn, log,
-                device: torch.device = torch.device("cpu")) -> nn.Module:
+def train_base(settings: dict, ds: Dataset, seed: int, loss_fn, device: torch.device) -> nn.Module:
+    """The base network of ``seed``: trained on ``ds`` with the study's recipe (best epoch by validation error)."""
     net = make_model(settings, ds, seed).to(device)
-    path = out / f"base_seed{seed}.pt"
-    if path.exists():
-        net.load_state_dict(torch.load(path, map_location=device))
-    else:
-        log(f"seed {seed}: training the {settings['model']} on {ds.name} ({settings['train_epochs']} epochs, "
-            f"{settings['optimizer']}, best epoch by validation error)")
-        finetune(net, None, ds, loss_fn=loss_fn, seed=seed, progress=settings["progress"],
-                 **_train_options(settings, settings["train_epochs"]))
-        _write_atomic(path, lambda tmp: torch.save(net.state_dict(), tmp))
+    finetune(net, None, ds, loss_fn=loss_fn, seed=seed, progress=settings["progress"],
+             **_train_options(settings, settings["train_epochs"]))
     return net.eval()
 
 
-def _loader(data, model: str) -> Callable[[int], Dataset]:
+def training_message(settings: dict, ds_name: str, seed: int) -> str:
+    return (f"seed {seed}: training the {settings['model']} on {ds_name} ({settings['train_epochs']} epochs, "
+            f"{settings['optimizer']}, best epoch by validation error)")
+
+
+def _base_model(settings: dict, ds: Dataset, seed: int, out: Path, loss_fn, log, device: torch.device) -> nn.Module:
+    path = out / f"base_seed{seed}.pt"
+    if path.exists():
+        net = make_model(settings, ds, seed).to(device)
+        net.load_state_dict(torch.load(path, map_location=device))
+        return net.eval()
+    log(training_message(settings, ds.name, seed))
+    net = train_base(settings, ds, seed, loss_fn, device)
+    _write_atomic(path, lambda tmp: torch.save(net.state_dict(), tmp))
+    return net
+
+
+def loader(data, model: str) -> Callable[[int], Dataset]:
     if isinstance(data, Dataset):
         return lambda seed: data
     if isinstance(data, str):
@@ -230,7 +241,7 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
           samples: int | None = None, schedule: str | None = None, scope: str | None = None,
           curvature: str | None = None, signed: bool | None = None, predict: bool | None = None,
           device: str | torch.device = "cpu", progress: bool = True,
-          log: Callable[[str], None] | None = None) -> list[dict]:
+          log: Callable[[str], None] | None = None, executor: Executor | None = None) -> list[dict]:
     """Run (or resume) the pruning study; returns all records of this grid, one per run.
 
     ``protocol`` fills every option left as None (see :data:`PROTOCOLS`): ``"paper"`` (the default for
@@ -254,38 +265,52 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     are skipped. The settings are kept in ``<out>/settings.json`` and a resumed study must use the same ones.
     ``device`` (e.g. ``"cuda"``) is where the networks and data live; it is not a setting (a study may be
     resumed on another device), and results agree across devices up to round-off.
+
+    ``executor`` (any :class:`concurrent.futures.Executor`: a ``ProcessPoolExecutor``, a Dask
+    ``Client(...).get_executor()``) runs the grid on its workers instead of in this process: each seed's
+    base network is trained once (seeds in parallel), then its runs fan out, each worker on one torch thread
+    (see :mod:`losstools.pruning._parallel`). Only this process writes to ``out``, appending each record as its
+    run completes (so in completion order; readers key records by run, never by position). The records are
+    those of the serial study, ``seconds`` aside. Data given as a function is sent to the workers by reference:
+    it must be importable there (a module-level function, not a lambda or a local function). A run that
+    raises is logged with its key and the others go on; then ``pruning.StudyIncomplete`` names what failed.
     """
-    criteria = [check_criterion(c) for c in criteria]
-    steps = int_list(steps, "steps (numbers of pruning iterations)")
-    regs = [finite(r, "reg (lambda)", low=0.0) for r in regs]
-    seeds = int_list(seeds, "seeds", minimum=0)
-    if not criteria or not regs:
-        raise ValueError("criteria and regs must each list at least one value")
-    protocol = choice(protocol if protocol is not None else default_protocol(data), PROTOCOLS, "protocol")
-    given = {"model": model, "sparsity": sparsity, "hidden": hidden, "activation": activation, "init": init,
-             "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-             "batch_size": batch_size, "train_epochs": train_epochs, "finetune_epochs": finetune_epochs,
-             "samples": samples, "schedule": schedule, "scope": scope, "curvature": curvature, "signed": signed,
-             "predict": predict}
-    settings = {k: (v if v is not None else PROTOCOLS[protocol][k]) for k, v in given.items()}
-    settings.update(_checked(settings, criteria))
-    device = usable_device(device)
-    if isinstance(data, str):
-        choice(data, DATA_SETS, "data set")
-    elif not (isinstance(data, Dataset) or callable(data)):
-        raise TypeError(f"data must be a name in {DATA_SETS}, a losstools Dataset or a function seed -> Dataset, "
-                        f"got {type(data).__name__}")
-    log = log or print
-    load = _loader(data, settings["model"])
-    if settings["finetune_epochs"] == "auto":
-        settings["finetune_epochs"] = finetune_epochs_for(len(load(seeds[0]).train[0]), settings["batch_size"])
-    name = data if isinstance(data, str) else getattr(data, "name", getattr(data, "__name__", "custom"))
-    settings = {"data": name, "protocol": protocol, **settings}
-    out = Path(out)
-    settings_path = out / "settings.json"
-    if settings_path.exists() and _comparable(json.loads(settings_path.read_text())) != _comparable(settings):
-        raise ValueError(f"{out} holds a study with other settings ({settings_path.read_text().strip()}); "
-                         f"use another --out folder or delete that one to start afresh")
+    with option_errors():  # every option checked before any side effect
+        criteria = [check_criterion(c) for c in criteria]
+        steps = int_list(steps, "steps (numbers of pruning iterations)")
+        regs = [finite(r, "reg (lambda)", low=0.0) for r in regs]
+        seeds = int_list(seeds, "seeds", minimum=0)
+        if not criteria or not regs:
+            raise ValueError("criteria and regs must each list at least one value")
+        protocol = choice(protocol if protocol is not None else default_protocol(data), PROTOCOLS, "protocol")
+        given = {"model": model, "sparsity": sparsity, "hidden": hidden, "activation": activation, "init": init,
+                 "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                 "batch_size": batch_size, "train_epochs": train_epochs, "finetune_epochs": finetune_epochs,
+                 "samples": samples, "schedule": schedule, "scope": scope, "curvature": curvature, "signed": signed,
+                 "predict": predict}
+        settings = {k: (v if v is not None else PROTOCOLS[protocol][k]) for k, v in given.items()}
+        settings.update(_checked(settings, criteria))
+        device = usable_device(device)
+        if isinstance(data, str):
+            choice(data, DATA_SETS, "data set")
+        elif not (isinstance(data, Dataset) or callable(data)):
+            raise TypeError(f"data must be a name in {DATA_SETS}, a losstools Dataset or a function seed -> Dataset, "
+                            f"got {type(data).__name__}")
+        if executor is not None:
+            from ._parallel import check_shippable
+
+            check_shippable(data)
+        log = log or print
+        load = loader(data, settings["model"])
+        if settings["finetune_epochs"] == "auto":
+            settings["finetune_epochs"] = finetune_epochs_for(len(load(seeds[0]).train[0]), settings["batch_size"])
+        name = data if isinstance(data, str) else getattr(data, "name", getattr(data, "__name__", "custom"))
+        settings = {"data": name, "protocol": protocol, **settings}
+        out = Path(out)
+        settings_path = out / "settings.json"
+        if settings_path.exists() and _differences(settings_path, settings):
+            raise ValueError(f"{out} holds a study with other settings ({_differences(settings_path, settings)}); "
+                             "use the same options to resume it, or another --out folder to start afresh")
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(settings_path, lambda tmp: tmp.write_text(json.dumps(settings, indent=1)))
     settings["progress"] = progress
@@ -294,38 +319,66 @@ def study(out: str | Path = "results", data: str | Dataset | Callable[[int], Dat
     todo = [r for r in runs if r not in done]
     if done:
         log(f"resuming: {len(runs) - len(todo)} of {len(runs)} runs already in {out / RECORDS}")
+    if executor is not None:
+        from ._parallel import run_grid
+
+        records = run_grid(executor, out, settings, data, todo, device, log)
+    else:
+        records = _run_serially(out, settings, load, todo, device, log)
+    done.update({run_key(r): r for r in records})
+    return [done[r] for r in runs]
+
+
+def _run_serially(out: Path, settings: dict, load: Callable[[int], Dataset], todo: list[tuple],
+                  device: torch.device, log) -> list[dict]:
+    """The runs ``todo`` one after the other in this process, each record appended as it finishes."""
     loss_fn = nn.CrossEntropyLoss()
     cache: dict[int, tuple] = {}
-    bar = tqdm(todo, desc="pruning study", disable=not progress)
+    records = []
+    bar = tqdm(todo, desc="pruning study", disable=not settings["progress"])
     for seed, criterion, n_steps, reg in bar:
         bar.set_postfix_str(f"seed={seed} {criterion} steps={n_steps} reg={reg:g}")
         if seed not in cache:
             ds = load(seed).to(device)
             net = _base_model(settings, ds, seed, out, loss_fn, log, device)
-            cache = {seed: (ds, net, _metrics(net, loss_fn, ds))}
-        ds, net, before = cache[seed]
-        start = time.perf_counter()
-        result = prune(net, loss_fn, ds, criterion, settings["sparsity"], n_steps, settings["schedule"], reg,
-                       settings["samples"], settings["scope"], seed, settings["curvature"], signed=settings["signed"],
-                       predict=settings["predict"])
-        pruned = _metrics(result.model, loss_fn, ds)
-        middle = time.perf_counter()
-        if settings["finetune_epochs"]:
-            finetune(result.model, result.masks, ds, loss_fn=loss_fn, seed=seed, progress=False,
-                     **_train_options(settings, settings["finetune_epochs"]))
-        record = {
-            "seed": seed, "criterion": criterion, "steps": n_steps, "reg": reg, "sparsity": result.sparsity,
-            "train_loss_before": before["train_loss"], "train_loss_after": pruned["train_loss"],
-            "dL": pruned["train_loss"] - before["train_loss"],
-            "predicted": {m: sum(h["predicted"].get(m, math.nan) for h in result.history)
-                          for m in ("lm", "qm", "obd")},
-            "before": before, "pruned": pruned, "finetuned": _metrics(result.model, loss_fn, ds),
-            "history": result.history,
-            "seconds": {"prune": middle - start, "finetune": time.perf_counter() - middle},
-        }
+            cache = {seed: (ds, net, metrics(net, loss_fn, ds))}
+        record = run_one(settings, *cache[seed], (seed, criterion, n_steps, reg), loss_fn)
         _append_record(out / RECORDS, record)
-        done[run_key(record)] = record
-    return [done[r] for r in runs]
+        records.append(record)
+    return records
+
+
+def run_one(settings: dict, ds: Dataset, net: nn.Module, before: dict, key: tuple, loss_fn) -> dict:
+    """One run of the grid: prune ``net`` (left unchanged) as ``key`` = (seed, criterion, steps, reg) says,
+    fine-tune the pruned copy, and return its record."""
+    seed, criterion, n_steps, reg = key
+    start = time.perf_counter()
+    result = prune(net, loss_fn, ds, criterion, settings["sparsity"], n_steps, settings["schedule"], reg,
+                   settings["samples"], settings["scope"], seed, settings["curvature"], signed=settings["signed"],
+                   predict=settings["predict"])
+    pruned = metrics(result.model, loss_fn, ds)
+    middle = time.perf_counter()
+    if settings["finetune_epochs"]:
+        finetune(result.model, result.masks, ds, loss_fn=loss_fn, seed=seed, progress=False,
+                 **_train_options(settings, settings["finetune_epochs"]))
+    return {
+        "seed": seed, "criterion": criterion, "steps": n_steps, "reg": reg, "sparsity": result.sparsity,
+        "train_loss_before": before["train_loss"], "train_loss_after": pruned["train_loss"],
+        "dL": pruned["train_loss"] - before["train_loss"],
+        "predicted": {m: sum(h["predicted"].get(m, math.nan) for h in result.history)
+                      for m in ("lm", "qm", "obd")},
+        "before": before, "pruned": pruned, "finetuned": metrics(result.model, loss_fn, ds),
+        "history": result.history,
+        "seconds": {"prune": middle - start, "finetune": time.perf_counter() - middle},
+    }
+
+
+def _differences(path: Path, settings: dict) -> str:
+    """The settings in which ``settings`` differ from those saved at ``path`` ("" if none),
+    e.g. ``sparsity 0.9 there, 0.5 now``."""
+    old, new = _comparable(json.loads(path.read_text())), _comparable(settings)
+    return ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys())
+                     if old.get(k) != new.get(k))
 
 
 def _comparable(settings: dict) -> dict:

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -12,6 +15,7 @@ from .. import data as datasets
 from .. import plotting
 from .._validate import positive_int
 from . import ablations
+from ._parallel import StudyIncomplete, executor_for
 from ._study import (
     CNN_SPARSITY,
     MODELS,
@@ -47,10 +51,19 @@ def epochs_or_auto(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'auto', got {value!r}") from None
 
 
+def jobs(value: str) -> int:
+    """An argparse type: a number of worker processes (an integer >= 1)."""
+    try:
+        return positive_int(int(value), "--jobs")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
+
+
 def add_prune_parser(commands) -> None:
     """Register the ``prune`` subcommand on an argparse sub-parser collection."""
     p = commands.add_parser(
-        "prune", help="run the pruning study (criteria x steps x lambda x seeds) and print Tables 1 and 2",
+        "prune", usage="%(prog)s [options] (all of them in --help)",
+        help="run the pruning study (criteria x steps x lambda x seeds) and print Tables 1 and 2",
         description="Train a network per seed, prune it with every criterion, number of steps and lambda (Algorithm 1 "
                     "of Laurent et al. 2020), fine-tune, and write records.jsonl (resumable: run again to continue), "
                     "tables.md and figures to --out. Options left unset come from --protocol: 'paper' (the default "
@@ -98,9 +111,16 @@ def add_prune_parser(commands) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (small MLPs run fastest on one; raise it for large nets)")
     p.add_argument("--device", default="cpu",
-                   help="where networks and data live: cpu, or e.g. cuda with a GPU build of PyTorch (the CNN grid)")
+                   help="where networks and data live: cpu, or e.g. cuda with a GPU build of PyTorch (the CNN grid); "
+                        "with several workers and GPUs, worker i uses cuda:i %% (number of GPUs)")
+    p.add_argument("--jobs", type=jobs, default=1,
+                   help="worker processes on this machine, one torch thread each (1: the runs one after the other "
+                        "in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the grid on the Dask cluster at ADDRESS (e.g. tcp://host:8786; needs the 'cluster' "
+                        "extra, and --data mnist5k/digits/moons/spirals or --mnist-dir on the workers' file system)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(run=run_prune)
+    p.set_defaults(run=run_prune, parser=p)
 
 
 def add_ablations_parser(commands) -> None:
@@ -140,14 +160,14 @@ def _data(args):
     if args.data != "mnist":
         return args.data
     if not args.mnist_dir:
-        raise SystemExit("--data mnist needs --mnist-dir DIR with the four MNIST IDX files (nothing is downloaded)")
-    flatten = args.model != "lenet5"
+        args.parser.error("--data mnist needs --mnist-dir DIR with the four MNIST IDX files (nothing is downloaded)")
+    return partial(load_mnist, args.mnist_dir, args.model != "lenet5")
 
-    def load(seed):
-        ds = datasets.mnist(args.mnist_dir, seed=seed)
-        return ds if flatten else _images(ds)
 
-    return load
+def load_mnist(folder: str, flatten: bool, seed: int) -> datasets.Dataset:
+    """Full MNIST from ``folder`` for ``seed`` (28x28 images unless ``flatten``): a function workers can import."""
+    ds = datasets.mnist(folder, seed=seed)
+    return ds if flatten else _images(ds)
 
 
 def _images(ds):
@@ -204,14 +224,24 @@ def report(records: list[dict], out: Path, label: str, log) -> None:
 
 
 def run_prune(args) -> int:
+    """The ``prune`` command: bad options are usage errors (exit 2), a study that could not finish exits 1."""
     out = Path(args.out)
+    if args.scheduler and args.jobs > 1:
+        args.parser.error("--jobs runs local processes and --scheduler a Dask cluster's workers: give one of them")
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seeds[0])
     start = time.perf_counter()
-    records = study(out, _data(args), args.criteria, args.steps, args.regs, args.seeds,
-                    device=args.device, progress=not args.no_progress, **_options(args))
-    import json
-
+    try:
+        with executor_for(args.jobs, args.scheduler) as executor:
+            records = study(out, _data(args), args.criteria, args.steps, args.regs, args.seeds, device=args.device,
+                            progress=not args.no_progress, executor=executor, **_options(args))
+    except (ValueError, TypeError) as err:
+        if getattr(err, "bad_option", False):
+            args.parser.error(str(err))
+        raise
+    except (StudyIncomplete, OSError, RuntimeError) as err:  # OSError: e.g. no scheduler at that address
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     settings = json.loads((out / "settings.json").read_text())
     report(records, out, label(settings, args.data), print)
     print(f"{len(records)} runs in {out / 'records.jsonl'}; figures and tables.md in {out}/ "
