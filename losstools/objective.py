@@ -221,8 +221,10 @@ class Objective:
             with torch.no_grad(), _functional.fork_rng(self.device):
                 with self._recording_layer_sizes():
                     out = self.outputs(self._theta, X[:8])
-                again = self.outputs(self._theta, X[:8])
                 halves = [self.outputs(self._theta, part) for part in X[:8].tensor_split(2)] if len(X) > 1 else []
+                # the same outputs by halves prove both determinism and independence; else tell which one failed
+                same = bool(halves) and torch.is_tensor(out) and _same(out, torch.cat(halves), rtol=1e-4)
+                again = out if same else self.outputs(self._theta, X[:8])
         except (RuntimeError, ValueError, IndexError, TypeError) as err:
             raise ValueError(
                 f"the model cannot be evaluated on this data (inputs {tuple(X.shape)} {X.dtype}, targets "
@@ -236,7 +238,7 @@ class Objective:
         self.output_is_tensor, self.output_type = torch.is_tensor(out), type(out).__name__
         if self.output_is_tensor:
             self.output_size = out.numel() // max(1, len(out))  # entries per example
-            self.examples_independent = not halves or _same(out, torch.cat(halves), rtol=1e-4)
+            self.examples_independent = same or not halves or _same(out, torch.cat(halves), rtol=1e-4)
         if not self.examples_independent and batches > 1:
             raise ValueError("the model's output for one example depends on the other examples of its batch (batch "
                              "statistics?), so its loss over several batches is not its loss on all the data: pass the "
@@ -492,9 +494,12 @@ class Objective:
         return out if v.ndim == 2 else out[:, 0]
 
     def _hvp(self, M: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        mode = self.ad_mode
+        mode, tensors = self.ad_mode, tuple(v.view(s) for v, s in zip(t.split(self.sizes), self.shapes))
 
         def batch_hvp(X, y):
+            if mode == "forward":  # per tensor (no flat vector to split and concatenate under vmap)
+                return _autodiff.tensor_hvp(lambda *ps: self.loss_terms.sum(
+                    self.call({**self.fixed, **dict(zip(self.names, ps))}, X), y), tensors, M)
             return _autodiff.hvp(lambda th: self.batch_sum(th, X, y), t, M, mode)
 
         return self.check_finite(self.data_mean(batch_hvp, tuple(M.shape)), "Hessian-vector product")
