@@ -14,6 +14,7 @@ import torch
 import torch.nn.utils.prune
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.utils.parametrizations import spectral_norm
 
 from .conftest import tiny_classification, tiny_mlp, tiny_regression
 
@@ -323,6 +324,9 @@ def cases() -> dict[str, Case]:
                                      independent=False, paths={"ggn.diagonal": "products"}),
         "torch-prune-mask": Case(_pruned(mlp()), nn.CrossEntropyLoss(), (X, y), layers=False,
                                  paths={"ggn.diagonal": "per-example gradients"}),
+        "spectral-norm-eval": Case(nn.Sequential(spectral_norm(nn.Linear(3, 4)), nn.Tanh(), nn.Linear(4, 3)),
+                                   nn.CrossEntropyLoss(), (X, y), layers=False,
+                                   paths={"ggn.diagonal": "per-example gradients"}),
         "mlp-huber": Case(mlp(), nn.HuberLoss(delta=0.5), (X, Y3), likelihood=False),
         "mlp-l1": Case(mlp(), nn.L1Loss(), (X, Y3), likelihood=False),
         # the small models of the approximate-curvature tests (K-FAC, estimators, anchors)
