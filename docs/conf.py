@@ -157,6 +157,14 @@ def resolve_alias(app, env, node, contnode):
     return None
 
 
+def importable(name: str):
+    """The module, or None where an optional dependency is missing (``_nbgrader`` needs the classroom extra)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def data_doc_comment(app, what, name, obj, options, lines):
     """A constant re-exported from a private module gets the ``#:`` comment of its definition, not its type's
     docstring."""
@@ -165,8 +173,11 @@ def data_doc_comment(app, what, name, obj, options, lines):
     if what == "data" and lines and inherited:
         short = name.rsplit(".", 1)[-1]
         for info in pkgutil.walk_packages(losstools.__path__, "losstools."):
+            module = importable(info.name)
+            if module is None:
+                continue
             docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
-            if ("", short) in docs and getattr(importlib.import_module(info.name), short, None) is obj:
+            if ("", short) in docs and getattr(module, short, None) is obj:
                 lines[:] = list(docs[("", short)])
                 return
         lines[:] = []

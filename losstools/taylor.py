@@ -15,7 +15,7 @@ model          predicted dL(t)                 assumption
 g is the gradient at theta0 and C the curvature, chosen with ``curvature=``: a name
 (``"hessian"``, ``"ggn"`` matrix-free and exact; ``"hessian_diag"``, ``"ggn_diag"`` their exact diagonals,
 so that e.g. ``obd`` with ``"ggn_diag"`` is the paper's OBD), a dense (P, P) tensor, a (P,) diagonal, or any
-object that gives C v (``@``, ``.matvec`` or a callable) and optionally ``.diagonal()``: see :class:`Curvature`.
+object that gives C v (``@``, ``.matvec`` or a callable) and optionally ``.diagonal()``: see :func:`as_curvature`.
 
 For a smooth loss the error of an order-k model shrinks like ``|t|^(k+1)`` (:meth:`TaylorProfile.order`).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import vmap
 
 from . import directions  # noqa: F401  (re-exported: ``taylor.directions``)
-from .curvature import GGN, Hessian
+from .curvature import GGN, CurvatureOperator, Diagonal, Hessian, Matrix, Products
 from .objective import Objective
 
 if TYPE_CHECKING:  # imported where it is used, in ``TaylorProfile.table``
@@ -57,78 +57,32 @@ def expansion_order(model: str) -> int:
 
 
 # ----------------------------------------------------------------------- curvature
-class Curvature:
-    """A curvature matrix C (P, P) seen through what the Taylor models need: C v and diag(C).
-
-    ``matvec``: v (P,) -> C v (P,); ``diagonal``: () -> diag(C) (P,), computed on first use and cached
-    (without it, ``diagonal()`` raises). Usually built with :func:`as_curvature`.
-    """
-
-    def __init__(self, matvec: Callable[[torch.Tensor], torch.Tensor],
-                 diagonal: Callable[[], torch.Tensor] | None = None, name: str = "custom"):
-        self._matvec, self._diagonal_fn, self.name = matvec, diagonal, name
-        self._diagonal: torch.Tensor | None = None
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return self._matvec(v)
-
-    def quadratic_form(self, v: torch.Tensor) -> float:
-        """v.C.v for v of shape (P,)."""
-        return float(v @ self.matvec(v))
-
-    def diagonal(self) -> torch.Tensor:
-        if self._diagonal is None:
-            if self._diagonal_fn is not None:
-                self._diagonal = self._diagonal_fn()
-            else:
-                raise ValueError(f"the curvature {self.name!r} gives no diagonal(); pass one that does")
-        return self._diagonal
-
-    def __repr__(self) -> str:
-        return f"Curvature({self.name!r})"
-
-
-def _from_diagonal(diag: Callable[[], torch.Tensor], name: str) -> Curvature:
-    c = Curvature(lambda v: c.diagonal() * v, diag, name)
-    return c
-
-
-def _basis_diagonal(obj: Objective, matvec: Callable) -> Callable[[], torch.Tensor]:
-    def diag():
-        eye = torch.eye(obj.num_params, dtype=obj.dtype, device=obj.device)
-        return torch.stack([matvec(e)[i] for i, e in enumerate(eye)])
-    return diag
-
-
-def _operator(op) -> Curvature:
-    return Curvature(lambda v: op @ v, op.diagonal, op.name)
-
-
-def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -> Curvature:
-    """Resolve ``curvature`` (a name in :data:`CURVATURES`, a (P, P) or (P,) tensor, a :class:`Curvature`,
-    or any object with ``@``/``matvec``/``__call__`` giving C v and optionally ``diagonal()``) at theta."""
-    if isinstance(curvature, Curvature):
+def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -> CurvatureOperator:
+    """``curvature`` as an operator of the engine at theta: a name in :data:`CURVATURES`, a (P, P) or (P,) tensor
+    (:class:`~losstools.curvature.Matrix`, :class:`~losstools.curvature.Diagonal`), an operator (itself), or any
+    object with ``matvec`` / ``@`` / ``__call__`` giving C v and optionally ``diagonal()``
+    (:class:`~losstools.curvature.Products`)."""
+    if isinstance(curvature, CurvatureOperator):
         return curvature
     t = obj.resolve_theta(theta)
-    P = obj.num_params
     if isinstance(curvature, str):
         named = {
-            "hessian": lambda: _operator(Hessian(obj, theta=t)),
-            "ggn": lambda: _operator(GGN(obj, theta=t)),
-            "hessian_diag": lambda: _from_diagonal(Hessian(obj, theta=t).diagonal, "hessian_diag"),
-            "ggn_diag": lambda: _from_diagonal(GGN(obj, theta=t).diagonal, "ggn_diag"),
+            "hessian": lambda: Hessian(obj, theta=t),
+            "ggn": lambda: GGN(obj, theta=t),
+            "hessian_diag": lambda: Diagonal(obj, Hessian(obj, theta=t).diagonal, "hessian_diag"),
+            "ggn_diag": lambda: Diagonal(obj, GGN(obj, theta=t).diagonal, "ggn_diag"),
         }
         if curvature not in named:
             raise ValueError(f"unknown curvature {curvature!r}; choose one of {list(CURVATURES)}, a (P, P) matrix, "
                              "a (P,) diagonal or an object giving matrix-vector products")
         return named[curvature]()
     if torch.is_tensor(curvature):
-        M = curvature.to(device=obj.device, dtype=obj.dtype)
-        if M.shape == (P, P):
-            return Curvature(lambda v: M @ v, M.diagonal, "matrix")
-        if M.shape == (P,):
-            return Curvature(lambda v: M * v, lambda: M, "diagonal")
-        raise ValueError(f"a curvature tensor must have shape ({P}, {P}) or ({P},), got {tuple(M.shape)}")
+        P = obj.num_params
+        if curvature.shape == (P, P):
+            return Matrix(obj, curvature)
+        if curvature.shape == (P,):
+            return Diagonal(obj, curvature)
+        raise ValueError(f"a curvature tensor must have shape ({P}, {P}) or ({P},), got {tuple(curvature.shape)}")
     if hasattr(curvature, "matvec"):
         product = curvature.matvec
     elif hasattr(type(curvature), "__matmul__"):
@@ -138,14 +92,9 @@ def as_curvature(obj: Objective, curvature, theta: torch.Tensor | None = None) -
     else:
         raise TypeError(f"cannot use a {type(curvature).__name__} as curvature: pass a name in {list(CURVATURES)}, "
                         "a tensor, or an object with matvec / @ / __call__ giving C v")
-
-    def matvec(v):
-        return torch.as_tensor(product(v)).to(device=obj.device, dtype=obj.dtype).reshape(P)
-
     diagonal = getattr(curvature, "diagonal", None)
-    diag_fn = (lambda: torch.as_tensor(diagonal()).to(device=obj.device, dtype=obj.dtype).reshape(P)) \
-        if callable(diagonal) else _basis_diagonal(obj, matvec)
-    return Curvature(matvec, diag_fn, getattr(curvature, "name", type(curvature).__name__))
+    return Products(obj, product, diagonal if callable(diagonal) else None,
+                    getattr(curvature, "name", type(curvature).__name__))
 
 
 # ----------------------------------------------------------------------- the loss along a line
@@ -318,7 +267,8 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
     ``direction`` (P,) is used as given (build one with :mod:`losstools.directions`); ``steps`` a 1-D array
     of T finite step sizes; ``models`` a subset of :data:`MODELS`; ``curvature`` see the module docstring;
     ``theta`` the expansion point (default: the Objective's parameters). Costs one gradient, one C v
-    (quadratic, obd), diag(C) (diagonal; cached in a :class:`Curvature` you pass in) and T loss evaluations.
+    (quadratic, obd), diag(C) (diagonal; kept by a :class:`~losstools.curvature.Diagonal` you pass in) and T loss
+    evaluations.
     Small steps need float64: in float32 the round-off of the loss (``~1e-7 |L|``) hides errors below it.
     """
     chosen = _check_models(models)
@@ -328,7 +278,7 @@ def profile(obj: Objective, direction: torch.Tensor, steps, models: Sequence[str
     needs_c = {"quadratic", "obd", "diagonal"} & set(chosen)
     C = as_curvature(obj, curvature, t0) if needs_c else None
     slope = float(obj.grad(t0) @ d)
-    curv = C.quadratic_form(d) if {"quadratic", "obd"} & set(chosen) else math.nan
+    curv = float(d @ (C @ d)) if {"quadratic", "obd"} & set(chosen) else math.nan
     diag_curv = float(C.diagonal() @ d**2) if "diagonal" in chosen else math.nan
     losses = loss_along(obj, d, torch.cat([t.new_zeros(1), t]), t0, chunk_size).cpu().double().numpy()
     steps_np = t.cpu().double().numpy()

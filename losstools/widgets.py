@@ -30,7 +30,7 @@ from torch import nn
 
 from . import data, models, plotting, tables, taylor
 from . import directions as dirs
-from .curvature import eigh, ggn, hessian
+from .curvature import CurvatureOperator, eigh, ggn, hessian
 from .objective import Objective
 
 WIDE = {"description_width": "initial"}          # descriptions are never cut off
@@ -112,10 +112,10 @@ def toy_checkpoints(seed: int = 0, hidden: int = 16, early_epochs: int = 3, epoc
 
 @dataclass
 class _Checkpoint:
-    """What is precomputed per checkpoint: curvatures (dense, as Curvature objects) and fixed directions."""
+    """What is precomputed per checkpoint: curvatures (dense, as Matrix / Diagonal operators) and fixed directions."""
 
     objective: Objective
-    curvatures: dict[str, taylor.Curvature] = field(default_factory=dict)
+    curvatures: dict[str, CurvatureOperator] = field(default_factory=dict)
     directions: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
@@ -125,7 +125,7 @@ class _Checkpoint:
         curvatures = {name: taylor.as_curvature(obj, M) for name, M in
                       [("hessian", H), ("ggn", G), ("hessian_diag", H.diagonal()), ("ggn_diag", G.diagonal())]}
         for name, c in curvatures.items():
-            c.name = name
+            c.name = name  # the profile's label
         found = {
             "gradient": dirs.gradient(obj),
             "random": dirs.random(obj, seed),
