@@ -431,11 +431,14 @@ class Objective:
 
     @property
     def forward_mode_ok(self) -> bool:
-        """Whether forward-over-reverse is right for this model (checked once in float64 on a few examples,
-        with ``ad_mode="auto"``): the dense Hessian's generic path then differentiates tensor by tensor."""
-        if self._forward_ok is None:
-            self._forward_ok = {"forward": True, "reverse": False}.get(self._ad_mode) if self._ad_mode != "auto" \
-                else self._probe_forward_mode()
+        """Whether forward-over-reverse is right for this model (checked once per model structure in float64 on a few
+        examples, with ``ad_mode="auto"``): the dense Hessian's generic path then differentiates tensor by tensor."""
+        if self._forward_ok is None and self._ad_mode != "auto":
+            self._forward_ok = self._ad_mode == "forward"
+        elif self._forward_ok is None:
+            problem = _probe.verdict(("forward mode", self.signature),
+                                     lambda: None if self._probe_forward_mode() else "forward mode disagrees")
+            self._forward_ok = problem is None
         return self._forward_ok
 
     def _probe_forward_mode(self) -> bool:
