@@ -38,9 +38,11 @@ class PathFallbackWarning(UserWarning):
     """A fast path disagreed with the product path on this model; the product path is used instead."""
 
 
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+def relative_error(actual: torch.Tensor, expected: torch.Tensor, floor: float = 0.0) -> float:
+    """max |actual - expected| over the larger of their max magnitudes and ``floor`` (the round-off level below which
+    a difference says nothing)."""
     actual, expected = actual.detach(), expected.detach()
-    scale = max(float(expected.abs().max()), float(actual.abs().max()), 1e-30)
+    scale = max(float(expected.abs().max()), float(actual.abs().max()), floor, 1e-30)
     return float((actual - expected).abs().max()) / scale
 
 
@@ -55,20 +57,25 @@ def verdict(key: tuple, check: Callable[[], str | None]) -> str | None:
 
 
 def central_difference(f: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, v: torch.Tensor,
-                       step: float) -> torch.Tensor:
-    """(f(theta + h v) - f(theta - h v)) / 2h, h = step max(1, |theta|_inf) / |v|_inf."""
+                       step: float) -> tuple[torch.Tensor, float]:
+    """(f(theta + h v) - f(theta - h v)) / 2h, h = step max(1, |theta|_inf) / |v|_inf, and its round-off level
+    (100 eps max|f| / h: a true derivative of 0 gives differences of that size, not 0)."""
     h = step * max(1.0, float(theta.abs().max())) / float(v.abs().max())
-    return (f(theta + h * v) - f(theta - h * v)) / (2 * h)
+    plus, minus = f(theta + h * v), f(theta - h * v)
+    noise = 100 * torch.finfo(plus.dtype).eps * max(float(plus.abs().max()), float(minus.abs().max())) / h
+    return (plus - minus) / (2 * h), noise
 
 
 def matches_differences(product: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
                         v: torch.Tensor) -> float:
     """The relative error of ``product`` (a derivative of f along v), the smallest over the step sizes ``STEPS``
     (fewer and fewer ReLU / max-pool kinks are straddled as the step shrinks: on a 1M-parameter CNN one was still
-    straddled at 1e-7; float64 round-off stays near 1e-5 at 1e-11). Stops at the first step that agrees."""
+    straddled at 1e-7; float64 round-off stays near 1e-5 at 1e-11), differences within round-off counting as none.
+    Stops at the first step that agrees."""
     errors = []
     for step in STEPS:
-        errors.append(relative_error(product, central_difference(f, theta, v, step)))
+        difference, noise = central_difference(f, theta, v, step)
+        errors.append(relative_error(product, difference, floor=noise / TOLERANCE))
         if errors[-1] <= TOLERANCE:
             break
     return min(errors)

@@ -164,3 +164,15 @@ def test_a_fast_path_that_disagrees_falls_back_with_a_warning(monkeypatch):
         diag = H.diagonal()
     assert H.paths["diagonal"] != "structured Linear chain"
     torch.testing.assert_close(diag, right, rtol=1e-12, atol=1e-14)
+
+
+
+def test_a_zero_hessian_product_is_not_mistaken_for_a_wrong_rule():
+    """A dead ReLU unit makes H v exactly 0 along the probe's direction; finite differences then give round-off, not 0
+    (hypothesis found this: widths [1, 1], one example, ReLU)."""
+    from .conftest import tiny_classification, tiny_mlp
+
+    X, y = tiny_classification(n=1, d=2, c=3)
+    obj = lt.Objective(tiny_mlp([2, 1, 1, 3], "relu"), nn.CrossEntropyLoss(), (X, y))
+    H = lt.hessian(obj)
+    torch.testing.assert_close(H, hessian_by_finite_differences(obj), rtol=1e-6, atol=1e-8)
